@@ -1,0 +1,220 @@
+"""The ``triagebot`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.config import Settings, load_settings
+from bot.errors import TriageError
+
+log = logging.getLogger("bot")
+
+
+class _Group(click.Group):
+    """Turns TriageError into one clear line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TriageError as exc:
+            click.echo(f"triagebot: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Configuration folder (default: TRIAGE_CONFIG_DIR, else the project's config/).",
+)
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_dir: Path | None, verbose: int) -> None:
+    """triagebot: turns public complaints on social media into fixes."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"config_dir": config_dir}
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """Settings, loaded once per process on first use."""
+    obj = ctx.find_root().obj
+    if "settings" not in obj:
+        obj["settings"] = load_settings(obj["config_dir"])
+    settings: Settings = obj["settings"]
+    return settings
+
+
+@cli.command("check-config")
+@click.pass_context
+def check_config(ctx: click.Context) -> None:
+    """Load and validate the configuration, then print a summary (no secrets)."""
+    s = settings_of(ctx)
+    click.echo(f"configuration in {s.config_dir} is valid")
+    click.echo(f"  company: {s.company.name} (@{s.company.x_handle} on X)")
+    click.echo(
+        f"  redis: {s.redis.url and '(REDIS_URL set)' or 'embedded, in ' + str(s.path(s.redis.data_dir))}"
+    )
+    click.echo(
+        f"  x: {'on, ' + s.x.mode if s.x.enabled else 'off'}; mastodon: {'on' if s.mastodon.enabled else 'off'}"
+    )
+    present = [k for k, v in s.secrets if v is not None]
+    click.echo(f"  secrets present: {', '.join(present) or 'none'}")
+
+
+@cli.command()
+@click.option(
+    "--replay",
+    "replay_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Replay a recorded X stream file (one JSON payload a line) instead of X.",
+)
+@click.option("--rate", type=float, default=None, help="Replay at this many posts per second.")
+@click.option("--original-pace", is_flag=True, help="Replay at the posts' original pace.")
+@click.option(
+    "--speedup",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="With --original-pace: play this many times faster.",
+)
+@click.option("--x/--no-x", "use_x", default=None, help="Listen to X (default: settings).")
+@click.option(
+    "--mastodon/--no-mastodon",
+    "use_mastodon",
+    default=None,
+    help="Listen to Mastodon (default: settings).",
+)
+@click.pass_context
+def listen(
+    ctx: click.Context,
+    replay_file: Path | None,
+    rate: float | None,
+    original_pace: bool,
+    speedup: float,
+    use_x: bool | None,
+    use_mastodon: bool | None,
+) -> None:
+    """Run the listener: sources → dedupe → the Redis stream, until SIGTERM.
+
+    With --replay and no live source the listener exits when the file is done.
+    """
+    from bot.ingest import Listener, Supervised, stop_on_signals
+    from bot.store import Store, connect
+
+    s = settings_of(ctx)
+    sources: list[Supervised] = []
+    if replay_file is not None:
+        from bot.channels.replay import ReplaySource
+
+        try:
+            replay = ReplaySource(
+                replay_file,
+                batch_size=s.ingest.batch_size,
+                rate=rate,
+                original_pace=original_pace,
+                speedup=speedup,
+                max_text_chars=s.ingest.max_text_chars,
+            )
+        except FileNotFoundError as exc:
+            raise click.BadParameter(str(exc), param_hint="--replay") from None
+        sources.append(Supervised(replay, finite=True))
+    if use_x if use_x is not None else (s.x.enabled and replay_file is None):
+        if s.x.mode == "stream":
+            from bot.channels.x import XStreamSource
+
+            sources.append(Supervised(XStreamSource(s), exclusive=True))
+        else:
+            from bot.channels.x import XMentionsSource
+
+            sources.append(Supervised(XMentionsSource(s), exclusive=True))
+    if use_mastodon if use_mastodon is not None else (s.mastodon.enabled and replay_file is None):
+        sources.append(Supervised(_mastodon_source(s), exclusive=True))
+    if not sources:
+        raise click.UsageError("nothing to listen to: enable X or Mastodon, or give --replay")
+    stop = threading.Event()
+    stop_on_signals(stop)
+    store = Store(connect(s), s)
+    listener = Listener(store, sources, stop=stop)
+    listener.run()
+    for sup in sources:
+        st = sup.stats
+        click.echo(
+            f"{sup.source.name}: {st.added} new, {st.duplicates} duplicate, {st.dead} dead-lettered"
+        )
+
+
+def _mastodon_source(s: Settings) -> Any:
+    from bot.channels.mastodon import MastodonSource
+
+    token = s.secrets.mastodon_access_token
+    if token is None:
+        raise click.UsageError("Mastodon needs TRIAGE_MASTODON_ACCESS_TOKEN in the environment")
+    return MastodonSource(
+        api_base_url=s.mastodon.api_base_url,
+        access_token=token.get_secret_value(),
+        poll_interval=s.mastodon.poll_seconds,
+        use_streaming=s.mastodon.streaming,
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Stream length, pending entries, dead letters and the listener's heartbeat."""
+    from bot.store import Store, connect
+
+    s = settings_of(ctx)
+    store = Store(connect(s), s)
+    store.ensure_group()
+    group = next(
+        (
+            g
+            for g in store.r.xinfo_groups(store.stream_key)
+            if g["name"].decode() == s.ingest.consumer_group
+        ),
+        None,
+    )
+    figures = {
+        "stream_length": store.stream_length(),
+        "pending": int(group["pending"]) if group else 0,
+        "dead_letters": store.dead_letter_count(),
+        "listener": store.last_heartbeat(),
+    }
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        click.echo(f"{key}: {value if value is not None else 'no heartbeat (not running?)'}")
+
+
+@cli.command()
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_context
+def deadletters(ctx: click.Context, limit: int) -> None:
+    """The newest dead-lettered payloads with the reason each was set aside."""
+    from bot.store import Store, connect
+
+    s = settings_of(ctx)
+    store = Store(connect(s), s)
+    for entry in store.dead_letters(-limit, -1):
+        click.echo(f"[{entry['source']}] {entry['reason']}\n    {entry['preview'][:160]!r}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="triagebot")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

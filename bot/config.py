@@ -1,0 +1,212 @@
+"""Settings: ``config/settings.yaml`` plus ``TRIAGE_*`` environment overrides, validated once.
+
+Load with :func:`load_settings` at process start and pass the result in; nothing reads the
+environment at import time. Any invalid value raises :class:`~bot.errors.ConfigError` naming the
+file (or environment variable), the key and the problem. Secrets come only from the
+environment and are held as ``SecretStr`` so they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from bot.errors import ConfigError
+
+ENV_PREFIX = "TRIAGE_"
+SECRET_ENV = {
+    "x_bearer_token": "TRIAGE_X_BEARER_TOKEN",
+    "x_consumer_key": "TRIAGE_X_CONSUMER_KEY",
+    "x_consumer_secret": "TRIAGE_X_CONSUMER_SECRET",
+    "x_access_token": "TRIAGE_X_ACCESS_TOKEN",
+    "x_access_token_secret": "TRIAGE_X_ACCESS_TOKEN_SECRET",
+    "mastodon_access_token": "TRIAGE_MASTODON_ACCESS_TOKEN",
+    "secret_key": "TRIAGE_SECRET_KEY",
+}
+_SECRET_WORDS = ("token", "secret", "password", "api_key")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CompanySettings(_Section):
+    name: str = Field(min_length=1)
+    x_handle: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]{1,15}$")
+    mastodon_handle: str = ""
+
+
+class RedisSettings(_Section):
+    url: str | None = None
+    data_dir: Path = Path("var/redis")
+    key_prefix: str = Field(default="triage", pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class IngestSettings(_Section):
+    stream: str = Field(default="posts", min_length=1)
+    consumer_group: str = Field(default="triage", min_length=1)
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_wait_ms: int = Field(default=100, ge=0, le=10_000)
+    dedupe_ttl_hours: int = Field(default=168, ge=1)
+    lock_ttl_seconds: int = Field(default=30, ge=2, le=600)
+    max_text_chars: int = Field(default=25_000, ge=1)
+
+
+class StreamRule(_Section):
+    value: str = Field(min_length=1, max_length=1024)
+    tag: str = ""
+
+
+class XSettings(_Section):
+    enabled: bool = True
+    mode: Literal["stream", "mentions"] = "stream"
+    api_base_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+/?$")
+    rules: tuple[StreamRule, ...] = ()
+    stream_timeout_seconds: float = Field(default=21, gt=0, le=600)
+    backfill_minutes: int = Field(default=0, ge=0, le=5)
+    mentions_poll_seconds: float = Field(default=60, gt=0)
+    mentions_page_size: int = Field(default=100, ge=5, le=100)
+
+
+class MastodonSettings(_Section):
+    enabled: bool = False
+    api_base_url: str = Field(default="https://mastodon.example", pattern=r"^https?://\S+$")
+    streaming: bool = True
+    poll_seconds: float = Field(default=30, gt=0)
+
+
+class Secrets(_Section):
+    """API credentials, from the environment only."""
+
+    x_bearer_token: SecretStr | None = None
+    x_consumer_key: SecretStr | None = None
+    x_consumer_secret: SecretStr | None = None
+    x_access_token: SecretStr | None = None
+    x_access_token_secret: SecretStr | None = None
+    mastodon_access_token: SecretStr | None = None
+    secret_key: SecretStr | None = None
+
+
+class Settings(_Section):
+    """Everything a triagebot process needs to know, immutable once loaded."""
+
+    config_dir: Path
+    company: CompanySettings
+    redis: RedisSettings = RedisSettings()
+    ingest: IngestSettings = IngestSettings()
+    x: XSettings = XSettings()
+    mastodon: MastodonSettings = MastodonSettings()
+    secrets: Secrets = Secrets()
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths in settings are resolved against (config's parent)."""
+        return self.config_dir.parent
+
+    def path(self, p: Path) -> Path:
+        return p if p.is_absolute() else self.root / p
+
+
+def default_config_dir() -> Path:
+    """``config/`` of the checkout this package runs from."""
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def load_settings(
+    config_dir: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read ``settings.yaml`` in ``config_dir``, apply environment overrides, validate."""
+    env = os.environ if environ is None else environ
+    cdir = Path(config_dir or env.get("TRIAGE_CONFIG_DIR") or default_config_dir()).resolve()
+    file = cdir / "settings.yaml"
+    data = _read_yaml(file)
+    _refuse_secrets_in_file(data, str(file))
+    origins: dict[str, str] = {}
+    _apply_env_overrides(data, env, origins)
+    if env.get("REDIS_URL"):
+        data.setdefault("redis", {})["url"] = env["REDIS_URL"]
+        origins["redis.url"] = "REDIS_URL"
+    data["config_dir"] = str(cdir)
+    data["secrets"] = {k: env[v] for k, v in SECRET_ENV.items() if env.get(v)}
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, str(file), origins) from None
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(file), "(file)", "not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(file), "(file)", f"not UTF-8 text ({exc.reason})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(
+            str(file), where, f"invalid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(file), "(top level)", "must be a mapping of sections")
+    return data
+
+
+def _refuse_secrets_in_file(data: Any, source: str, prefix: str = "") -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            dotted = f"{prefix}{key}"
+            if any(w in str(key).lower() for w in _SECRET_WORDS) and value:
+                raise ConfigError(
+                    source, dotted, "secrets belong in the environment, not in a file (README)"
+                )
+            _refuse_secrets_in_file(value, source, dotted + ".")
+
+
+def _apply_env_overrides(
+    data: dict[str, Any], env: Mapping[str, str], origins: dict[str, str]
+) -> None:
+    """``TRIAGE_INGEST__BATCH_SIZE=1000`` sets ``ingest.batch_size``; values are YAML scalars."""
+    secret_vars = set(SECRET_ENV.values())
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name or name in secret_vars:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(name, ".".join(path), f"not a valid value: {raw!r}") from None
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(name, ".".join(path), f"{part} is not a section")
+            node = child
+        node[path[-1]] = value
+        origins[".".join(path)] = name
+
+
+def _config_error(exc: ValidationError, file: str, origins: Mapping[str, str]) -> ConfigError:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    problem = err["msg"]
+    if err["type"] == "extra_forbidden":
+        problem = "unknown key (misspelt?)"
+    elif err["type"] == "missing":
+        problem = "required but missing"
+    elif "input" in err and not key.startswith("secrets"):
+        problem = f"{problem} (got {err['input']!r})"
+    source = next((v for k, v in origins.items() if key == k or key.startswith(k + ".")), file)
+    more = len(exc.errors()) - 1
+    if more:
+        problem += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(source, key, problem)

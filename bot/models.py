@@ -1,0 +1,153 @@
+"""Plain data carried between the stages; no I/O here.
+
+Every platform's payload becomes one :class:`Post`. Posts travel through the Redis stream as
+JSON made by :meth:`Post.to_json` and come back with :meth:`Post.from_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who wrote a post, as the platform describes them."""
+
+    id: str
+    handle: str
+    name: str = ""
+    location: str = ""  # free-text profile location, geocoded as the weakest evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A platform place tag: a name and a bounding box (west, south, east, north)."""
+
+    name: str
+    full_name: str = ""
+    country_code: str = ""
+    bbox: tuple[float, float, float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One public post mentioning the company, normalised across platforms.
+
+    ``uid`` (``platform:id``) is the identity used for dedupe; ``raw`` keeps the payload as the
+    platform sent it, for audit.
+    """
+
+    id: str
+    platform: str
+    author: Author
+    text: str
+    created_at: datetime
+    lang: str = ""
+    coordinates: tuple[float, float] | None = None  # (lat, lon)
+    place: Place | None = None
+    in_reply_to: str | None = None
+    conversation_id: str | None = None
+    mentions: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def uid(self) -> str:
+        return f"{self.platform}:{self.id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        place = self.place
+        return {
+            "id": self.id,
+            "platform": self.platform,
+            "author": {
+                "id": self.author.id,
+                "handle": self.author.handle,
+                "name": self.author.name,
+                "location": self.author.location,
+            },
+            "text": self.text,
+            "created_at": self.created_at.isoformat(),
+            "lang": self.lang,
+            "coordinates": list(self.coordinates) if self.coordinates else None,
+            "place": None
+            if place is None
+            else {
+                "name": place.name,
+                "full_name": place.full_name,
+                "country_code": place.country_code,
+                "bbox": list(place.bbox) if place.bbox else None,
+            },
+            "in_reply_to": self.in_reply_to,
+            "conversation_id": self.conversation_id,
+            "mentions": list(self.mentions),
+            "raw": self.raw,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Post:
+        a = d["author"]
+        p = d.get("place")
+        coords = d.get("coordinates")
+        return cls(
+            id=d["id"],
+            platform=d["platform"],
+            author=Author(a["id"], a["handle"], a.get("name", ""), a.get("location", "")),
+            text=d["text"],
+            created_at=datetime.fromisoformat(d["created_at"]),
+            lang=d.get("lang", ""),
+            coordinates=(float(coords[0]), float(coords[1])) if coords else None,
+            place=None
+            if p is None
+            else Place(
+                p["name"],
+                p.get("full_name", ""),
+                p.get("country_code", ""),
+                _bbox(p.get("bbox")),
+            ),
+            in_reply_to=d.get("in_reply_to"),
+            conversation_id=d.get("conversation_id"),
+            mentions=tuple(d.get("mentions", ())),
+            raw=d.get("raw", {}),
+        )
+
+    @classmethod
+    def from_json(cls, s: str | bytes) -> Post:
+        return cls.from_dict(json.loads(s))
+
+
+def _bbox(v: Any) -> tuple[float, float, float, float] | None:
+    if not v:
+        return None
+    w, s, e, n = (float(x) for x in v)
+    return (w, s, e, n)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A piece of post text a stage used (a location mention, a severity cue)."""
+
+    start: int  # character offsets into Post.text
+    end: int
+    label: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The classifier's judgement of one post."""
+
+    complaint: bool
+    probability: float  # P(complaint)
+    category: str
+    category_probability: float
+    severity: str  # "low" | "medium" | "high"
+    severity_reasons: tuple[str, ...] = ()
+    spans: tuple[Span, ...] = ()
+    lang: str = "en"
+    supported_language: bool = True  # False: classified anyway, flagged for a person
