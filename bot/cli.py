@@ -61,12 +61,10 @@ def check_config(ctx: click.Context) -> None:
     s = settings_of(ctx)
     click.echo(f"configuration in {s.config_dir} is valid")
     click.echo(f"  company: {s.company.name} (@{s.company.x_handle} on X)")
-    click.echo(
-        f"  redis: {s.redis.url and '(REDIS_URL set)' or 'embedded, in ' + str(s.path(s.redis.data_dir))}"
-    )
-    click.echo(
-        f"  x: {'on, ' + s.x.mode if s.x.enabled else 'off'}; mastodon: {'on' if s.mastodon.enabled else 'off'}"
-    )
+    redis_where = "REDIS_URL" if s.redis.url else f"embedded, in {s.path(s.redis.data_dir)}"
+    x_state = f"on, {s.x.mode}" if s.x.enabled else "off"
+    click.echo(f"  redis: {redis_where}")
+    click.echo(f"  x: {x_state}; mastodon: {'on' if s.mastodon.enabled else 'off'}")
     present = [k for k, v in s.secrets if v is not None]
     click.echo(f"  secrets present: {', '.join(present) or 'none'}")
 

@@ -81,17 +81,17 @@ def to_item(raw: bytes, source: str, max_text_chars: int) -> Post | Rejected:
 class _QueueingStream(tweepy.StreamingClient):
     """A StreamingClient whose handler only queues the raw line: it cannot fail or block."""
 
-    def __init__(self, sink: queue.Queue[bytes], **kwargs: Any) -> None:
+    def __init__(self, sink: queue.Queue[bytes], stall_timeout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sink = sink
-        self.last_activity = time.monotonic()
+        self.stall_timeout = stall_timeout
+
+    def _connect(self, method: str, endpoint: str, **kwargs: Any) -> None:
+        # tweepy fixes the read timeout (no data nor keep-alive) at 21 s; make it a setting.
+        super()._connect(method, endpoint, timeout=self.stall_timeout, **kwargs)
 
     def on_data(self, raw_data: bytes) -> None:
-        self.last_activity = time.monotonic()
         self.sink.put(raw_data)
-
-    def on_keep_alive(self) -> None:
-        self.last_activity = time.monotonic()
 
     def on_request_error(self, status_code: int) -> None:
         log.warning("x stream: HTTP %s; tweepy reconnects with X's backoff", status_code)
@@ -118,7 +118,7 @@ class XStreamSource:
         self.stream = _QueueingStream(
             self.queue,
             bearer_token=token.get_secret_value(),
-            timeout=settings.x.stream_timeout_seconds,
+            stall_timeout=settings.x.stream_timeout_seconds,
             daemon=True,
         )
         rebase_session(self.stream.session, settings.x.api_base_url)

@@ -68,7 +68,7 @@ def parse_timeline_page(
     includes = page.get("includes") or {}
     users = _index(includes, "users") if isinstance(includes, dict) else {}
     places = _index(includes, "places") if isinstance(includes, dict) else {}
-    for tweet in page.get("data") or []:
+    for tweet in _list(page.get("data")):
         if not isinstance(tweet, dict):
             yield {"data": tweet}, PayloadError(f"timeline entry is not an object: {tweet!r:.80}")
             continue
@@ -106,14 +106,14 @@ def build_post(
         location=_s(user.get("location")),
     )
     in_reply_to = None
-    for ref in tweet.get("referenced_tweets") or []:
+    for ref in _list(tweet.get("referenced_tweets")):
         if isinstance(ref, dict) and ref.get("type") == "replied_to" and ref.get("id"):
             in_reply_to = str(ref["id"])
     geo_field = tweet.get("geo")
     geo: Mapping[str, Any] = geo_field if isinstance(geo_field, dict) else {}
     mentions = tuple(
         _s(m.get("username"))
-        for m in ((tweet.get("entities") or {}).get("mentions") or [])
+        for m in _list(_dict(tweet.get("entities")).get("mentions"))
         if isinstance(m, dict) and m.get("username")
     )
     return Post(
@@ -161,6 +161,14 @@ def _str_id(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.isdigit() or len(value) > 20:
         raise PayloadError(f"{field} missing or not a numeric id: {value!r:.40}")
     return value
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _s(value: Any) -> str:
