@@ -6,10 +6,11 @@ JSON made by :meth:`Post.to_json` and come back with :meth:`Post.from_json`.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +37,8 @@ class Place:
 class Post:
     """One public post mentioning the company, normalised across platforms.
 
-    ``uid`` (``platform:id``) is the identity used for dedupe; ``raw`` keeps the payload as the
-    platform sent it, for audit.
+    ``uid`` (``platform:id``) is the identity used for dedupe; ``raw`` keeps the payload bytes
+    exactly as the platform sent them, for audit (stored beside the post, not inside its JSON).
     """
 
     id: str
@@ -51,7 +52,7 @@ class Post:
     in_reply_to: str | None = None
     conversation_id: str | None = None
     mentions: tuple[str, ...] = ()
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    raw: bytes = b""
 
     @property
     def uid(self) -> str:
@@ -83,14 +84,14 @@ class Post:
             "in_reply_to": self.in_reply_to,
             "conversation_id": self.conversation_id,
             "mentions": list(self.mentions),
-            "raw": self.raw,
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    def to_json(self) -> bytes:
+        """The post without ``raw``, as compact UTF-8 JSON."""
+        return orjson.dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Post:
+    def from_dict(cls, d: dict[str, Any], raw: bytes = b"") -> Post:
         a = d["author"]
         p = d.get("place")
         coords = d.get("coordinates")
@@ -113,12 +114,12 @@ class Post:
             in_reply_to=d.get("in_reply_to"),
             conversation_id=d.get("conversation_id"),
             mentions=tuple(d.get("mentions", ())),
-            raw=d.get("raw", {}),
+            raw=raw,
         )
 
     @classmethod
-    def from_json(cls, s: str | bytes) -> Post:
-        return cls.from_dict(json.loads(s))
+    def from_json(cls, s: str | bytes, raw: bytes = b"") -> Post:
+        return cls.from_dict(orjson.loads(s), raw)
 
 
 def _bbox(v: Any) -> tuple[float, float, float, float] | None:

@@ -28,21 +28,20 @@ log = logging.getLogger(__name__)
 # is saved, all atomically, so a process killed at any point can repeat posts but never skip one.
 # KEYS: stream, dead-letter list, checkpoints hash, then one "seen" key per post.
 # ARGV: ttl seconds, checkpoint name ("" for none), checkpoint value, number of posts,
-#       then per post: uid, json; then dead-letter entries (JSON strings).
+#       then per post: uid, json, raw payload; then dead-letter entries (JSON strings).
 _APPEND_BATCH = """
 local ttl = tonumber(ARGV[1])
 local n = tonumber(ARGV[4])
 local added = 0
 for i = 1, n do
-  local uid = ARGV[3 + 2 * i]
-  local body = ARGV[4 + 2 * i]
   if redis.call('SET', KEYS[3 + i], '1', 'NX', 'EX', ttl) then
-    redis.call('XADD', KEYS[1], '*', 'uid', uid, 'post', body)
+    local k = 2 + 3 * i
+    redis.call('XADD', KEYS[1], '*', 'uid', ARGV[k], 'post', ARGV[k + 1], 'raw', ARGV[k + 2])
     added = added + 1
   end
 end
 local dead = 0
-for j = 5 + 2 * n, #ARGV do
+for j = 5 + 3 * n, #ARGV do
   redis.call('RPUSH', KEYS[2], ARGV[j])
   dead = dead + 1
 end
@@ -177,6 +176,7 @@ class Store:
             keys.append(self.seen_key(post.uid))
             args.append(post.uid)
             args.append(post.to_json())
+            args.append(post.raw)
         args.extend(dead)
         added, n_dead = self._append(keys=keys, args=args)
         return AppendResult(int(added), len(posts) - int(added), int(n_dead))
@@ -198,7 +198,7 @@ class Store:
     def stream_posts(self, count: int | None = None) -> list[tuple[str, Post]]:
         """Posts in the stream, oldest first (for inspection and tests)."""
         rows: list[tuple[bytes, dict[bytes, bytes]]] = self.r.xrange(self.stream_key, count=count)  # type: ignore[assignment]
-        return [(rid.decode(), Post.from_json(fields[b"post"])) for rid, fields in rows]
+        return [(rid.decode(), Post.from_json(f[b"post"], f.get(b"raw", b""))) for rid, f in rows]
 
     def stream_length(self) -> int:
         return int(self.r.xlen(self.stream_key))
@@ -222,6 +222,17 @@ class Store:
     def lock_owner(self, name: str) -> str | None:
         value = self.r.get(self.lock_key(name))
         return value.decode() if isinstance(value, bytes) else value
+
+    def drop_all(self) -> None:
+        """Delete every key under this store's prefix (bench scratch space, resets)."""
+        batch: list[bytes] = []
+        for key in self.r.scan_iter(match=f"{self.prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                self.r.unlink(*batch)
+                batch = []
+        if batch:
+            self.r.unlink(*batch)
 
     def heartbeat(self, owner: str, stats: dict[str, Any], ttl_s: int = 60) -> None:
         body = json.dumps({"owner": owner, "at": time.time(), **stats})

@@ -10,7 +10,6 @@ errors: 5 s doubling to 320 s; 429: from 60 s). Platform errors are converted he
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -271,7 +270,7 @@ class XMentionsSource:
             items: list[Post | Rejected] = []
             for raw, result in parse_timeline_page(page, max_chars):
                 if isinstance(result, PayloadError):
-                    items.append(Rejected(self.name, str(result), _json_bytes(raw)))
+                    items.append(Rejected(self.name, str(result), raw))
                 else:
                     items.append(result)
             token = meta.get("next_token")
@@ -304,7 +303,3 @@ class XMentionsSource:
                 log.warning("x mentions: %s; retrying in %.0f s", exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 320.0)
-
-
-def _json_bytes(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False).encode("utf-8")

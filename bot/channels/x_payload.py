@@ -7,11 +7,12 @@ tweets with shared ``includes``). Anything that cannot become a Post raises
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from bot.errors import PayloadError
 from bot.models import Author, Place, Post
@@ -37,12 +38,12 @@ PLACE_FIELDS = ["full_name", "name", "country_code", "geo", "place_type"]
 def parse_stream_line(raw: bytes, max_text_chars: int = 25_000) -> Post:
     """One line of the filtered stream (or of a replay file) → Post."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"not UTF-8: invalid byte at offset {exc.start}") from None
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise PayloadError(f"not UTF-8: invalid byte at offset {uexc.start}") from None
         raise PayloadError(f"invalid or truncated JSON: {exc.msg} at character {exc.pos}") from None
     if not isinstance(payload, dict):
         raise PayloadError(f"expected a JSON object, got {type(payload).__name__}")
@@ -57,22 +58,25 @@ def parse_stream_line(raw: bytes, max_text_chars: int = 25_000) -> Post:
     if not isinstance(includes, dict):
         raise PayloadError("'includes' must be an object")
     return build_post(
-        data, _index(includes, "users"), _index(includes, "places"), payload, max_text_chars
+        data, _index(includes, "users"), _index(includes, "places"), raw, max_text_chars
     )
 
 
 def parse_timeline_page(
     page: Mapping[str, Any], max_text_chars: int = 25_000
-) -> Iterator[tuple[dict[str, Any], Post | PayloadError]]:
+) -> Iterator[tuple[bytes, Post | PayloadError]]:
     """Each tweet of a timeline page → (its raw payload, Post or the PayloadError saying why)."""
     includes = page.get("includes") or {}
     users = _index(includes, "users") if isinstance(includes, dict) else {}
     places = _index(includes, "places") if isinstance(includes, dict) else {}
     for tweet in _list(page.get("data")):
         if not isinstance(tweet, dict):
-            yield {"data": tweet}, PayloadError(f"timeline entry is not an object: {tweet!r:.80}")
+            error = PayloadError(f"timeline entry is not an object: {tweet!r:.80}")
+            yield orjson.dumps({"data": tweet}, default=repr), error
             continue
-        raw = {"data": tweet, "includes": _includes_for(tweet, users, places)}
+        raw = orjson.dumps(
+            {"data": tweet, "includes": _includes_for(tweet, users, places)}, default=repr
+        )
         try:
             yield raw, build_post(tweet, users, places, raw, max_text_chars)
         except PayloadError as exc:
@@ -83,7 +87,7 @@ def build_post(
     tweet: Mapping[str, Any],
     users: Mapping[str, Mapping[str, Any]],
     places: Mapping[str, Mapping[str, Any]],
-    raw: dict[str, Any],
+    raw: bytes,
     max_text_chars: int = 25_000,
 ) -> Post:
     """A tweet object plus its expansions → Post; unknown fields are ignored (kept in raw)."""
