@@ -152,3 +152,88 @@ class Classification:
     spans: tuple[Span, ...] = ()
     lang: str = "en"
     supported_language: bool = True  # False: classified anyway, flagged for a person
+
+
+SEVERITIES = ("low", "medium", "high")
+
+# Incident states, in the order an incident normally moves through them. ``escalated`` means
+# the next level was paged because nobody acknowledged in time.
+OPEN, PAGED, ESCALATED, ACKNOWLEDGED, RESOLVED, REPLIED = (
+    "open",
+    "paged",
+    "escalated",
+    "acknowledged",
+    "resolved",
+    "replied",
+)
+ACTIVE_STATES = (OPEN, PAGED, ESCALATED, ACKNOWLEDGED)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One thing that happened to an incident: who did what, when."""
+
+    at: float  # unix time
+    kind: str  # opened, complaint, paged, escalated, acknowledged, updated, resolved, replied, ...
+    who: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Complaint:
+    """A post judged a complaint, with what triage decided about it."""
+
+    post: Post
+    category: str
+    severity: str
+    probability: float
+    branch_id: str | None
+    location_confidence: float = 0.0
+    location_evidence: tuple[str, ...] = ()
+    severity_reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "post": self.post.to_dict(),
+            "category": self.category,
+            "severity": self.severity,
+            "probability": self.probability,
+            "branch_id": self.branch_id,
+            "location_confidence": self.location_confidence,
+            "location_evidence": list(self.location_evidence),
+            "severity_reasons": list(self.severity_reasons),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Complaint:
+        return cls(
+            post=Post.from_dict(d["post"]),
+            category=d["category"],
+            severity=d["severity"],
+            probability=float(d["probability"]),
+            branch_id=d.get("branch_id"),
+            location_confidence=float(d.get("location_confidence", 0.0)),
+            location_evidence=tuple(d.get("location_evidence", ())),
+            severity_reasons=tuple(d.get("severity_reasons", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """Complaints about one branch (or owning team) and category, handled as one problem."""
+
+    id: str
+    group: str  # what groups complaints: "branch:<id>:<category>" or "team:<id>:<category>"
+    category: str
+    branch_id: str | None
+    team_id: str | None
+    state: str
+    severity: str
+    opened_at: float
+    updated_at: float
+    last_complaint_at: float
+    complaint_count: int
+    spike: bool = False
+    spike_detail: str = ""
+    escalation_step: int = -1  # the highest escalation step paged so far
+    fix: str = ""
