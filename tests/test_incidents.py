@@ -111,3 +111,11 @@ def test_spike_is_marked_once_and_raises_severity(incidents: IncidentStore) -> N
     assert not incidents.mark_spike(i, "again")
     inc = incidents.get(i)
     assert inc.spike and inc.severity == "high" and inc.spike_detail.startswith("8 complaints")
+
+
+def test_the_first_paging_plan_wins(incidents: IncidentStore) -> None:
+    i, _, _ = incidents.add_complaint(complaint(1), group="g", team_id=None, window_s=60)
+    plan = {"policy": "default", "steps": [{"step": 0, "after_minutes": 0, "recipients": []}]}
+    assert incidents.set_plan(i, plan)
+    assert not incidents.set_plan(i, {"policy": "high", "steps": []})
+    assert incidents.plan(i) == plan

@@ -233,6 +233,14 @@ class IncidentStore:
             )
         return out
 
+    def set_plan(self, incident_id: str, plan: dict[str, Any]) -> bool:
+        """Store who to page at each escalation step, once (the first routing decision wins)."""
+        return bool(self.r.hsetnx(self.key(incident_id), "plan", orjson.dumps(plan)))
+
+    def plan(self, incident_id: str) -> dict[str, Any] | None:
+        raw = self.r.hget(self.key(incident_id), "plan")
+        return orjson.loads(raw) if raw else None
+
     def open_incidents(self) -> list[str]:
         return [_s(x) for x in self.r.zrange(self.open_set, 0, -1)]
 
