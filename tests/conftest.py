@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -59,11 +58,3 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def store(settings: Settings, redis_client: redis.Redis) -> Store:
     return Store(redis_client, settings)
-
-
-@pytest.fixture
-def make_payload() -> Callable[..., dict[str, Any]]:
-    """X API v2 stream payloads, as the sandbox sends them."""
-    from bot.channels.sandbox import tweet_payload
-
-    return tweet_payload

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bot.channels.sandbox import tweet_payload
 
 BASE_ID = 1_850_000_000_000_000_000
 
@@ -12,35 +15,26 @@ BASE_ID = 1_850_000_000_000_000_000
 def x_payload(
     text: str = "queue at Camden is 40 min @NorthbankHelp", n: int = 1, **data: Any
 ) -> dict[str, Any]:
-    """A filtered-stream payload as X sends it, for post number ``n``."""
-    tweet = {
-        "id": str(BASE_ID + n),
-        "text": text,
-        "author_id": "42",
-        "created_at": "2026-11-22T09:00:00.000Z",
-        "lang": "en",
-        "conversation_id": str(BASE_ID + n),
-        "entities": {"mentions": [{"start": 26, "end": 40, "username": "NorthbankHelp"}]},
-        **data,
-    }
-    return {
-        "data": tweet,
-        "includes": {
-            "users": [
-                {"id": "42", "username": "ann_k", "name": "Ann", "location": "Camden, London"}
-            ],
-            "places": [
-                {
-                    "id": "pl1",
-                    "full_name": "Camden Town, London",
-                    "name": "Camden Town",
-                    "country_code": "GB",
-                    "geo": {"type": "Feature", "bbox": [-0.15, 51.53, -0.13, 51.55]},
-                }
-            ],
+    """A filtered-stream payload for post number ``n``; ``data`` overrides tweet fields."""
+    payload = tweet_payload(
+        text,
+        post_id=str(BASE_ID + n),
+        username="ann_k",
+        name="Ann",
+        location="Camden, London",
+        created_at=datetime(2026, 11, 22, 9, 0, tzinfo=UTC),
+        place={
+            "id": "pl1",
+            "full_name": "Camden Town, London",
+            "name": "Camden Town",
+            "country_code": "GB",
+            "bbox": [-0.15, 51.53, -0.13, 51.55],
         },
-        "matching_rules": [{"id": "1", "tag": "mentions"}],
-    }
+        matching_rules=[{"id": "1", "tag": "mentions"}],
+    )
+    payload["data"].pop("geo", None)  # the place is included; tests attach it with geo=
+    payload["data"].update(data)
+    return payload
 
 
 def line(p: Any) -> bytes:
