@@ -80,6 +80,21 @@ class MastodonSettings(_Section):
     poll_seconds: float = Field(default=30, gt=0)
 
 
+class SpikeSettings(_Section):
+    window_minutes: float = Field(default=5, gt=0)
+    baseline_hours: float = Field(default=24, gt=0)
+    min_count: int = Field(default=5, ge=2)
+    factor: float = Field(default=4.0, gt=1)
+
+
+class TriageSettings(_Section):
+    batch_size: int = Field(default=64, ge=1, le=5_000)
+    block_ms: int = Field(default=1000, ge=1)
+    reclaim_idle_seconds: float = Field(default=60, gt=0)
+    group_window_minutes: float = Field(default=90, gt=0)
+    spike: SpikeSettings = SpikeSettings()
+
+
 class Secrets(_Section):
     """API credentials, from the environment only."""
 
@@ -101,6 +116,7 @@ class Settings(_Section):
     ingest: IngestSettings = IngestSettings()
     x: XSettings = XSettings()
     mastodon: MastodonSettings = MastodonSettings()
+    triage: TriageSettings = TriageSettings()
     secrets: Secrets = Secrets()
 
     @property
