@@ -12,6 +12,7 @@ import click
 
 from bot.config import Settings, load_settings
 from bot.errors import TriageError
+from bot.routing.commands import route_command
 
 log = logging.getLogger("bot")
 
@@ -64,6 +65,14 @@ def check_config(ctx: click.Context) -> None:
     x_state = f"on, {s.x.mode}" if s.x.enabled else "off"
     click.echo(f"  redis: {redis_where}")
     click.echo(f"  x: {x_state}; mastodon: {'on' if s.mastodon.enabled else 'off'}")
+    from bot.models import DEFAULT_CATEGORIES
+    from bot.routing import load_directory
+
+    directory = load_directory(s.config_dir, categories=DEFAULT_CATEGORIES)
+    click.echo(
+        f"  routing: {len(directory.people)} people, {len(directory.teams)} teams, "
+        f"{len(directory.branches)} branches, {len(directory.policy.categories)} categories"
+    )
     present = [k for k, v in s.secrets if v is not None]
     click.echo(f"  secrets present: {', '.join(present) or 'none'}")
 
@@ -247,6 +256,9 @@ def bench(ctx: click.Context, posts: int, as_json: bool) -> None:
     table.add_row("posts ingested (5% repeated)", f"{ingest.posts:,}", "")
     table.add_row("repeats dropped", f"{ingest.duplicates:,}", "all")
     Console().print(table)
+
+
+cli.add_command(route_command)
 
 
 def main() -> None:

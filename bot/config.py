@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from bot.errors import ConfigError
 
 ENV_PREFIX = "TRIAGE_"
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SECRET_ENV = {
     "x_bearer_token": "TRIAGE_X_BEARER_TOKEN",
     "x_consumer_key": "TRIAGE_X_CONSUMER_KEY",
@@ -140,7 +141,7 @@ def load_settings(
     env = os.environ if environ is None else environ
     cdir = Path(config_dir or env.get("TRIAGE_CONFIG_DIR") or default_config_dir()).resolve()
     file = cdir / "settings.yaml"
-    data = _read_yaml(file)
+    data = read_yaml(file)
     _refuse_secrets_in_file(data, str(file))
     origins: dict[str, str] = {}
     _apply_env_overrides(data, env, origins)
@@ -155,7 +156,8 @@ def load_settings(
         raise _config_error(exc, str(file), origins) from None
 
 
-def _read_yaml(file: Path) -> dict[str, Any]:
+def read_yaml(file: Path) -> dict[str, Any]:
+    """A YAML mapping from ``file``; errors name the file, line and column."""
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -163,7 +165,7 @@ def _read_yaml(file: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(str(file), "(file)", f"not UTF-8 text ({exc.reason})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader, C if available
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

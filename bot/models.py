@@ -156,6 +156,21 @@ class Classification:
 
 SEVERITIES = ("low", "medium", "high")
 
+# The default complaint categories of a service business; routing.yaml gives each an owner.
+DEFAULT_CATEGORIES: tuple[str, ...] = (
+    "queue_wait",
+    "staff_service",
+    "facilities_atm",
+    "online_outage",
+    "cards_payments",
+    "fees_billing",
+    "security_fraud",
+    "contact_centre",
+    "delivery_orders",
+    "disruption",
+    "other",
+)
+
 # Incident states, in the order an incident normally moves through them. ``escalated`` means
 # the next level was paged because nobody acknowledged in time.
 OPEN, PAGED, ESCALATED, ACKNOWLEDGED, RESOLVED, REPLIED = (
