@@ -15,7 +15,8 @@ decide about retries without importing any SDK::
     │   ├── DuplicateContentError          the platform refused an identical post (final)
     │   └── InvalidRuleError(ValueError)   the platform rejected a stream rule
     ├── DataError(ValueError)              a training or evaluation file is invalid
-    └── UnknownBranchError(LookupError)    a branch id that is not in the registry
+    ├── UnknownBranchError(LookupError)    a branch id that is not in the registry
+    └── UnknownCategoryError(LookupError)  a category without a routing rule
 """
 
 from __future__ import annotations
@@ -81,3 +82,7 @@ class DataError(TriageError, ValueError):
 
 class UnknownBranchError(TriageError, LookupError):
     """A branch id that is not in the registry."""
+
+
+class UnknownCategoryError(TriageError, LookupError):
+    """A complaint category that routing.yaml has no rule for."""

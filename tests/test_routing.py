@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.errors import ConfigError, UnknownBranchError
+from bot.errors import ConfigError, UnknownBranchError, UnknownCategoryError
 from bot.routing import (
     Directory,
     build_directory,
@@ -343,7 +343,7 @@ def test_route_refuses_unknown_branch_category_severity_and_naive_times(d: Direc
     at = london(*MON, 10, 0)
     with pytest.raises(UnknownBranchError, match="no branch 'b-nowhere'"):
         route(d, "queue_wait", "b-nowhere", "medium", at)
-    with pytest.raises(ValueError, match="no routing rule"):
+    with pytest.raises(UnknownCategoryError, match="no routing rule"):
         route(d, "weather", "b-main", "medium", at)
     with pytest.raises(ValueError, match="unknown severity"):
         route(d, "queue_wait", "b-main", "urgent", at)

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.config import default_config_dir
+from bot.errors import UnknownCategoryError
 from bot.routing.directory import load_directory
 from bot.routing.models import SEVERITIES
 from bot.routing.route import Assignment, explain, route
@@ -65,7 +66,7 @@ def route_command(
     directory = load_directory(_config_dir(ctx))
     try:
         assignment = route(directory, category, branch_id, severity, at)
-    except ValueError as exc:
+    except (UnknownCategoryError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--category") from None
     show(assignment, Console(highlight=False))
 

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Literal
 
+from bot.errors import UnknownCategoryError
 from bot.routing.branches import RoutingBranch
 from bot.routing.directory import Directory
 from bot.routing.hours import DAY, WEEKDAYS, format_clock, minute_of_week, require_aware, zone
@@ -109,7 +110,8 @@ def route(
     """Decide who is paged for a complaint at the instant ``at`` (timezone-aware).
 
     Raises :class:`~bot.errors.UnknownBranchError` for a branch id not in the directory and
-    ``ValueError`` for a category without a rule, an unknown severity or a naive ``at``.
+    :class:`~bot.errors.UnknownCategoryError` for a category without a rule, and
+    ``ValueError`` for an unknown severity or a naive ``at``.
     """
     require_aware(at)
     if severity not in SEVERITIES:
@@ -117,7 +119,7 @@ def route(
     policy = directory.policy
     rule = policy.categories.get(category)
     if rule is None:
-        raise ValueError(
+        raise UnknownCategoryError(
             f"no routing rule for category {category!r} "
             f"(routing.yaml categories: {', '.join(policy.categories)})"
         )
