@@ -174,6 +174,30 @@ def _mastodon_source(s: Settings) -> Any:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8089, show_default=True)
+@click.option("--bearer-token", default=None, help="Require this app bearer token.")
+@click.pass_context
+def sandbox(ctx: click.Context, host: str, port: int, bearer_token: str | None) -> None:
+    """Run the local X API v2 sandbox in the foreground (for the demo and trials).
+
+    Point the bot at it with TRIAGE_X__API_BASE_URL=http://HOST:PORT; drive it (publish posts,
+    inject faults, read the bot's replies) through http://HOST:PORT/_sandbox/.
+    """
+    from bot.channels.sandbox import SandboxServer
+
+    s = settings_of(ctx)
+    server = SandboxServer(host, port, bot_handle=s.company.x_handle, bearer_token=bearer_token)
+    stop = threading.Event()
+    from bot.ingest import stop_on_signals
+
+    stop_on_signals(stop)
+    with server:
+        click.echo(f"X API sandbox on {server.base_url} (control: {server.base_url}/_sandbox/)")
+        stop.wait()
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
