@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from bot.errors import ConfigError
+from bot.notify.settings import NotifySettings
 
 ENV_PREFIX = "TRIAGE_"
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -96,6 +97,29 @@ class TriageSettings(_Section):
     spike: SpikeSettings = SpikeSettings()
 
 
+DEFAULT_QUEUES = ("pages", "replies", "housekeeping")
+
+
+class WorkerSettings(_Section):
+    """RQ worker timing (settings ``workers:`` section)."""
+
+    queues: tuple[str, ...] = DEFAULT_QUEUES
+    job_monitoring_interval_seconds: int = Field(default=5, ge=1, le=300)
+    heartbeat_grace_seconds: int = Field(default=15, ge=2, le=600)
+    worker_ttl_seconds: int = Field(default=35, ge=20, le=3600)
+    maintenance_interval_seconds: int = Field(default=15, ge=5, le=3600)
+    with_scheduler: bool = True
+
+    @model_validator(mode="after")
+    def _grace_covers_monitoring(self) -> WorkerSettings:
+        if self.heartbeat_grace_seconds <= self.job_monitoring_interval_seconds:
+            raise ValueError(
+                "heartbeat_grace_seconds must exceed job_monitoring_interval_seconds, or live "
+                "jobs would be judged abandoned"
+            )
+        return self
+
+
 class Secrets(_Section):
     """API credentials, from the environment only."""
 
@@ -118,6 +142,8 @@ class Settings(_Section):
     x: XSettings = XSettings()
     mastodon: MastodonSettings = MastodonSettings()
     triage: TriageSettings = TriageSettings()
+    notify: NotifySettings = NotifySettings()
+    workers: WorkerSettings = WorkerSettings()
     secrets: Secrets = Secrets()
 
     @property
@@ -151,7 +177,7 @@ def load_settings(
     data["config_dir"] = str(cdir)
     data["secrets"] = {k: env[v] for k, v in SECRET_ENV.items() if env.get(v)}
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(data, context={"environ": dict(env)})
     except ValidationError as exc:
         raise _config_error(exc, str(file), origins) from None
 

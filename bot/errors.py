@@ -16,7 +16,22 @@ decide about retries without importing any SDK::
     │   └── InvalidRuleError(ValueError)   the platform rejected a stream rule
     ├── DataError(ValueError)              a training or evaluation file is invalid
     ├── UnknownBranchError(LookupError)    a branch id that is not in the registry
-    └── UnknownCategoryError(LookupError)  a category without a routing rule
+    ├── UnknownCategoryError(LookupError)  a category without a routing rule
+    ├── RenderError(ValueError)            a template's output is too long or cannot fit
+    └── NotifyError                        paging: links and deliveries
+        ├── LinkError(ValueError)          a console link cannot be used
+        │   ├── InvalidLinkError           bad signature or malformed token
+        │   ├── ExpiredLinkError           signed longer ago than the action allows
+        │   ├── WrongLinkActionError       signed for another action
+        │   └── LinkReplayedError          the link's action was already used
+        ├── DeliveryError                  one attempt on one route failed: worth retrying
+        │   ├── DeliveryUncertainError     timed out: the provider may have delivered it
+        │   └── RouteUnavailableError      this route cannot be used now (final for the route)
+        │       └── UnsafeTargetError      a webhook target in a private/loopback network
+        ├── PageFailedError                every route of a person failed: the job retries
+        └── LeaseLostError                 another worker took over a delivery (lease expired)
+
+apprise outcomes and itsdangerous exceptions are converted to these at the notify edge.
 """
 
 from __future__ import annotations
@@ -86,3 +101,56 @@ class UnknownBranchError(TriageError, LookupError):
 
 class UnknownCategoryError(TriageError, LookupError):
     """A complaint category that routing.yaml has no rule for."""
+
+
+class RenderError(TriageError, ValueError):
+    """A template rendered to more text than allowed, or could not fit a length limit."""
+
+
+class NotifyError(TriageError):
+    """Paging someone, or using a console link, failed."""
+
+
+class LinkError(NotifyError, ValueError):
+    """A console link cannot be used; the message is safe to show to its holder."""
+
+
+class InvalidLinkError(LinkError):
+    """The token is malformed or its signature does not match."""
+
+
+class ExpiredLinkError(LinkError):
+    """The token is older than the action allows."""
+
+
+class WrongLinkActionError(LinkError):
+    """The token was signed for another action (a view link used to acknowledge, ...)."""
+
+
+class LinkReplayedError(LinkError):
+    """The token's action was already done once; links are single-use per action."""
+
+
+class DeliveryError(NotifyError):
+    """One attempt to send one message on one route failed; retrying may succeed."""
+
+
+class DeliveryUncertainError(DeliveryError):
+    """The attempt timed out: the provider may or may not have accepted the message."""
+
+
+class RouteUnavailableError(DeliveryError):
+    """The route cannot be used now (no credentials, no webhook for the channel, refused
+    target): retrying it is pointless, the next route is tried."""
+
+
+class UnsafeTargetError(RouteUnavailableError):
+    """A webhook URL points into a private, loopback or link-local network (SSRF guard)."""
+
+
+class PageFailedError(NotifyError):
+    """Every route of a person failed on every attempt; RQ retries the job later."""
+
+
+class LeaseLostError(NotifyError):
+    """This worker's claim on a delivery expired and another worker took it over."""

@@ -173,11 +173,15 @@ class TriageConsumer:
                 log.error("stream entry %s unreadable: %s", entry_id, exc)
                 bad.append(entry_id)
         classifications = self.classify([p.text for _, p in posts]) if posts else []
+        before = vars(self.stats).copy()
         for (_entry, post), cls in zip(posts, classifications, strict=True):
             self.handle(post, cls)
         ids = [e for e, _ in posts] + bad
         self.store.r.xack(self.store.stream_key, self.group, *ids)
         self.stats.entries += len(ids)
+        self.store.count(
+            {k: v - before[k] for k, v in vars(self.stats).items() if isinstance(v, int)}
+        )
 
     def handle(self, post: Post, cls: Classification) -> None:
         """The effects of one classified post."""

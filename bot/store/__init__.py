@@ -150,6 +150,7 @@ class Store:
         self.deadletter_key = f"{p}:deadletter"
         self.checkpoints_key = f"{p}:checkpoints"
         self.heartbeat_key = f"{p}:listener:heartbeat"
+        self.stats_key = f"{p}:stats"
         self._append = client.register_script(_APPEND_BATCH)
         self._renew = client.register_script(_RENEW_LOCK)
         self._release = client.register_script(_RELEASE_LOCK)
@@ -222,6 +223,21 @@ class Store:
     def lock_owner(self, name: str) -> str | None:
         value = self.r.get(self.lock_key(name))
         return value.decode() if isinstance(value, bytes) else value
+
+    def count(self, figures: dict[str, int]) -> None:
+        """Add to the running totals ops and the demo read (complaints, incidents, ...).
+
+        Operational figures: an entry processed again after a crash counts again.
+        """
+        pipe = self.r.pipeline(transaction=False)
+        for name, n in figures.items():
+            if n:
+                pipe.hincrby(self.stats_key, name, n)
+        pipe.execute()
+
+    def totals(self) -> dict[str, int]:
+        raw: dict[bytes, bytes] = self.r.hgetall(self.stats_key)  # type: ignore[assignment]
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     def drop_all(self) -> None:
         """Delete every key under this store's prefix (bench scratch space, resets)."""
