@@ -12,6 +12,7 @@ import click
 
 from bot.config import Settings, load_settings
 from bot.errors import TriageError
+from bot.geo.commands import branches
 from bot.routing.commands import route_command
 
 log = logging.getLogger("bot")
@@ -174,6 +175,71 @@ def _mastodon_source(s: Settings) -> Any:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option(
+    "--speedup",
+    type=float,
+    default=240.0,
+    show_default=True,
+    help="How many times faster than life the morning is replayed.",
+)
+@click.pass_context
+def demo(ctx: click.Context, as_json: bool, speedup: float) -> None:
+    """Run the bot end to end on the sample bank: embedded Redis, X sandbox, SMTP sink."""
+    from bot.demo import run
+
+    s = settings_of(ctx)
+    figures = run(s, speedup=speedup, as_json=as_json)
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("figure", "value", title="summary")
+    for key, value in figures.items():
+        table.add_row(key.replace("_", " "), str(value))
+    Console().print(table)
+
+
+@cli.command()
+@click.option("--until-idle", is_flag=True, help="Exit when the stream has nothing left.")
+@click.option("--name", default=None, help="Consumer name (default: host:pid).")
+@click.pass_context
+def triage(ctx: click.Context, until_idle: bool, name: str | None) -> None:
+    """Run a triage consumer: classify, locate, route, group into incidents, queue pages.
+
+    Run as many as needed, on any machines: they share the stream through a consumer group.
+    """
+    from bot.components import build_consumer
+    from bot.ingest import stop_on_signals
+    from bot.store import connect
+
+    s = settings_of(ctx)
+    consumer = build_consumer(s, connect(s), name=name)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    consumer.run(stop, until_idle=until_idle)
+    st = consumer.stats
+    click.echo(
+        f"triaged {st.entries}: {st.complaints} complaints ({st.unroutable} unroutable), "
+        f"{st.incidents_opened} incidents opened, {st.spikes} spikes"
+    )
+
+
+@cli.command()
+@click.argument("queues", nargs=-1)
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.pass_context
+def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker (with its scheduler) for paging, replies and housekeeping jobs."""
+    from workers.main import run_worker
+
+    s = settings_of(ctx)
+    run_worker(s, queues or s.workers.queues, burst=burst)
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8089, show_default=True)
 @click.option("--bearer-token", default=None, help="Require this app bearer token.")
@@ -260,10 +326,16 @@ def bench(ctx: click.Context, posts: int, as_json: bool) -> None:
         ingest = bench_ingest(store, posts)
     finally:
         store.drop_all()
+    from bot.geo.bench import bench_locate
+
+    locate = bench_locate()
     figures = {
         "ingest_posts": ingest.posts,
         "ingest_posts_per_s": round(ingest.posts_per_s),
         "ingest_duplicates_dropped": ingest.duplicates,
+        "locate_us_per_post": locate["locate_us_per_post"],
+        "locate_branches": locate["branches"],
+        "locate_build_s": locate["build_s"],
     }
     if as_json:
         click.echo(json.dumps(figures))
@@ -279,10 +351,17 @@ def bench(ctx: click.Context, posts: int, as_json: bool) -> None:
     )
     table.add_row("posts ingested (5% repeated)", f"{ingest.posts:,}", "")
     table.add_row("repeats dropped", f"{ingest.duplicates:,}", "all")
+    table.add_row(
+        f"locate µs/post ({locate['branches']:,} branches, one core)",
+        f"{locate['locate_us_per_post']}",
+        "≤ 50",
+    )
+    table.add_row("locator build s (10,000 branches)", f"{locate['build_s']}", "")
     Console().print(table)
 
 
 cli.add_command(route_command)
+cli.add_command(branches)
 
 
 def main() -> None:

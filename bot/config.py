@@ -97,6 +97,41 @@ class TriageSettings(_Section):
     spike: SpikeSettings = SpikeSettings()
 
 
+#: Shorthands for the sample bank's cities, as customers write them.
+DEFAULT_CITY_ALIASES: dict[str, tuple[str, ...]] = {
+    "London": ("ldn", "london town"),
+    "Manchester": ("manc", "mcr", "greater manchester"),
+}
+
+
+class GeocoderSettings(_Section):
+    """Which geocoder reads profile locations: ``offline`` (default) or a geopy service name."""
+
+    name: str = Field(default="offline", min_length=1)  # offline | nominatim | photon | …
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # e.g. {user_agent: "triagebot/1 (ops@…)"}
+    min_population: Literal[500, 1000, 5000, 15000] = 15000  # offline: smallest city known
+    min_delay_seconds: float = Field(default=1.0, ge=0, le=60)  # online: RateLimiter spacing
+    max_retries: int = Field(default=2, ge=0, le=10)
+    error_wait_seconds: float = Field(default=2.0, ge=0, le=60)
+    cache_ttl_hours: int = Field(default=720, ge=1)  # online answers kept in Redis
+
+
+class GeoSettings(_Section):
+    """Locating the branch a post is about (see ``bot.geo.locate`` for the rules)."""
+
+    branches_file: Path = Path("config/branches.yaml")
+    radius_m: float = Field(default=400, gt=0, le=2000)
+    margin_m: float = Field(default=75, ge=0, le=1000)
+    region_km: float = Field(default=25, gt=0, le=200)
+    neighbourhood_km: float = Field(default=3, gt=0, le=50)
+    bbox_margin_m: float = Field(default=150, ge=0, le=5000)
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    city_aliases: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(DEFAULT_CITY_ALIASES)
+    )
+    geocoder: GeocoderSettings = GeocoderSettings()
+
+
 DEFAULT_QUEUES = ("pages", "replies", "housekeeping")
 
 
@@ -142,6 +177,7 @@ class Settings(_Section):
     x: XSettings = XSettings()
     mastodon: MastodonSettings = MastodonSettings()
     triage: TriageSettings = TriageSettings()
+    geo: GeoSettings = GeoSettings()
     notify: NotifySettings = NotifySettings()
     workers: WorkerSettings = WorkerSettings()
     secrets: Secrets = Secrets()

@@ -1,4 +1,4 @@
-"""Loopback sinks for paging tests: a real SMTP server and a webhook server.
+"""Loopback sinks that stand in for an SMTP relay and SMS/chat webhooks (demo and tests).
 
 ``SmtpSink`` is an aiosmtpd Controller on 127.0.0.1 keeping every message it accepts; stop it
 to make "SMTP down" (connection refused). ``WebhookSink`` is a ThreadingHTTPServer keeping

@@ -201,7 +201,10 @@ class TriageConsumer:
             location_evidence=place.evidence,
             severity_reasons=cls.severity_reasons,
         )
-        now = self.clock()
+        # Event time: when the customer posted (never later than now). Grouping windows, spike
+        # rates and who is on duty all follow it, so a backlog or a replay is judged as it
+        # happened.
+        now = min(post.created_at.timestamp(), self.clock())
         decision = self.decide(complaint, now)
         if decision.unroutable:
             self.stats.unroutable += 1

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from bot.config import DEFAULT_CITY_ALIASES, GeoSettings
 from bot.errors import ConfigError, UnknownBranchError
 from bot.geo.bench import bench_locate, synthetic_registry
 from bot.geo.commands import branches
@@ -42,7 +43,7 @@ from bot.geo.registry import (
     load_registry,
     write_registry,
 )
-from bot.geo.settings import DEFAULT_CITY_ALIASES, GeoSettings, build_locator
+from bot.geo.settings import build_locator
 from bot.models import Author, Place, Post, Span
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -47,7 +47,7 @@ from bot.render import Renderer, fit_words
 from bot.store.incidents import IncidentStore
 from bot.store.pages import PageStore
 from tests.redis_server import RedisProcess
-from tests.sinks import SmtpSink, WebhookSink, wait_until
+from bot.sinks import SmtpSink, WebhookSink, wait_until
 from workers.main import TriageSimpleWorker
 from workers.pages import cancel_pages, enqueue_page, page_step
 

@@ -440,7 +440,9 @@ def test_a_24x7_rota_always_has_someone_until_the_next_hand_over(naive: datetime
     cover = current_shift(team, at)
     assert cover is not None
     assert cover.until > at
-    before = cover.until - timedelta(minutes=1)
+    # In UTC: aware arithmetic in one zone is wall-clock arithmetic, and a minute before a
+    # hand-over at the spring-forward jump (02:00) would be 01:59, a time that does not exist.
+    before = cover.until.astimezone(UTC) - timedelta(minutes=1)
     if before > at:
         still = current_shift(team, before)
         assert still is not None and still.index == cover.index
