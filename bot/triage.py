@@ -227,10 +227,16 @@ class TriageConsumer:
     def _spikes(
         self, complaint: Complaint, decision: Decision, place: Placement, now: float
     ) -> list[Spike]:
+        """Spikes this complaint is part of, on dimensions its incident stands for: its own
+        group always; the whole category only for incidents that are category-wide (a team's,
+        or the unroutable queue's); the branch's area for branch incidents."""
         cat = complaint.category
-        dims = [f"group:{decision.group}", f"category:{cat}"]
-        if place.area:
-            dims.append(f"area:{place.area}:{cat}")
+        dims = [f"group:{decision.group}"]
+        if decision.group.startswith("branch:"):
+            if place.area:
+                dims.append(f"area:{place.area}:{cat}")
+        else:
+            dims.append(f"category:{cat}")
         t = self.settings.triage.spike
         counts = self.rates.record(
             dims, complaint.post.uid, now, t.window_minutes * 60, t.baseline_hours * 3600
