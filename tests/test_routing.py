@@ -717,5 +717,27 @@ def test_route_command_reads_the_groups_config_and_refuses_naive_times(tmp_path:
     naive = CliRunner().invoke(cli, ["route", "-c", "queue_wait", "--at", "2025-06-02T10:00"])
     assert naive.exit_code == 2
     assert "has no offset" in naive.output
-    missing = CliRunner().invoke(cli, ["route", "the queue is huge"])
+    missing = CliRunner().invoke(cli, ["route"])
     assert missing.exit_code == 2 and "--category" in missing.output
+
+
+def test_route_command_classifies_and_locates_the_text() -> None:
+    """With the post's text, the installed model and the sample bank's locator decide."""
+    from bot.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        [
+            "route",
+            "40 minute queue at the Camden Town branch, one counter open @NorthbankHelp",
+            "--at",
+            "2026-11-16T10:00:00+00:00",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "a complaint" in result.output and "queue_wait" in result.output
+    assert "ldn-camden" in result.output and "p-ldn-camden-mgr" in result.output
+    praise = CliRunner().invoke(
+        cli, ["route", "thank you @NorthbankHelp, the Deansgate team were brilliant today"]
+    )
+    assert praise.exit_code == 0 and "nobody would be paged" in praise.output

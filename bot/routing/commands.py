@@ -1,8 +1,8 @@
 """``triagebot route``: who would be paged for a complaint, how, and why.
 
-For now the complaint is described directly (``--category``, ``--branch``, ``--severity``);
-the post text and location options are accepted so the classifier and locator can be put in
-front later without changing the command line.
+Given a post's text (and optionally where it was sent from), the installed classifier and the
+branch locator decide the category, severity and branch, as triage would; ``--category``,
+``--branch`` and ``--severity`` override them, so ops can check a routing setup directly.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot.config import default_config_dir
+from bot.config import default_config_dir, load_settings
 from bot.errors import UnknownCategoryError
+from bot.models import Author, Place, Post
 from bot.routing.directory import load_directory
 from bot.routing.models import SEVERITIES
 from bot.routing.route import Assignment, explain, route
@@ -29,14 +30,14 @@ from bot.routing.route import Assignment, explain, route
 @click.option("--lon", type=float, help="Longitude the post was sent from.")
 @click.option("--place", help="The platform's place tag.")
 @click.option("--profile-location", help="The author's free-text profile location.")
-@click.option("--category", "-c", help="Complaint category (until the classifier is wired in).")
-@click.option("--branch", "-b", "branch_id", help="Branch id (until the locator is wired in).")
+@click.option("--category", "-c", help="Complaint category (default: the classifier's).")
+@click.option("--branch", "-b", "branch_id", help="Branch id (default: the locator's).")
 @click.option(
     "--severity",
     "-s",
     type=click.Choice(SEVERITIES),
-    default="medium",
-    show_default=True,
+    default=None,
+    help="Severity (default: the classifier's, or medium without text).",
 )
 @click.option("--at", "at_text", help="The instant, ISO 8601 with an offset (default: now).")
 @click.pass_context
@@ -49,26 +50,68 @@ def route_command(
     profile_location: str | None,
     category: str | None,
     branch_id: str | None,
-    severity: str,
+    severity: str | None,
     at_text: str | None,
 ) -> None:
     """Show who would be paged now for a complaint, the escalation chain and why."""
     if (lat is None) != (lon is None):
         raise click.UsageError("--lat and --lon go together")
-    if category is None:
-        raise click.UsageError("--category is required until the classifier is wired in")
+    if text is None and category is None:
+        raise click.UsageError("give the post's TEXT, or --category (and --branch)")
     at = _parse_at(at_text)
-    located = any(v is not None for v in (text, lat, place, profile_location))
-    if located and branch_id is None:
-        click.echo(
-            "note: the locator is not wired in yet; pass --branch to name the branch", err=True
+    console = Console(highlight=False)
+    if text is not None:
+        post = Post(
+            id="0",
+            platform="x",
+            author=Author("0", "someone", location=profile_location or ""),
+            text=text,
+            created_at=at,
+            coordinates=(lat, lon) if lat is not None and lon is not None else None,
+            place=Place(name=place, full_name=place) if place else None,
         )
+        category, branch_id, severity = _triage(ctx, post, console, category, branch_id, severity)
+        if category is None:
+            return
+    assert category is not None
     directory = load_directory(_config_dir(ctx))
     try:
-        assignment = route(directory, category, branch_id, severity, at)
+        assignment = route(directory, category, branch_id, severity or "medium", at)
     except (UnknownCategoryError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--category") from None
-    show(assignment, Console(highlight=False))
+    show(assignment, console)
+
+
+def _triage(
+    ctx: click.Context,
+    post: Post,
+    console: Console,
+    category: str | None,
+    branch_id: str | None,
+    severity: str | None,
+) -> tuple[str | None, str | None, str | None]:
+    """Classify and locate ``post`` as triage would; print what was decided and why."""
+    from bot.geo.settings import build_locator
+    from bot.nlp.pipeline import load_classifier
+
+    settings = load_settings(_config_dir(ctx))
+    cls = load_classifier().classify(post.text)
+    verdict = "a complaint" if cls.complaint else "not a complaint"
+    console.print(
+        f"classification: {verdict} (p={cls.probability:.2f}); category {cls.category} "
+        f"(p={cls.category_probability:.2f}); severity {cls.severity}"
+        + (f" ({'; '.join(cls.severity_reasons)})" if cls.severity_reasons else ""),
+        markup=False,
+    )
+    if not cls.complaint and category is None:
+        console.print("nobody would be paged (give --category to route it anyway)")
+        return None, None, None
+    if branch_id is None:
+        locator = build_locator(settings.geo, settings.root)
+        loc = locator.locate(post, cls.spans)
+        console.print(f"location: {loc.explain()}", markup=False)
+        branch_id = loc.branch_id
+    return category or cls.category, branch_id, severity or cls.severity
 
 
 def _config_dir(ctx: click.Context) -> Path:
