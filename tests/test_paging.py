@@ -604,6 +604,7 @@ def test_the_incident_and_its_scheduled_escalation_survive_a_redis_restart(
         server.stop()
 
 
+@pytest.mark.soak
 def test_measure_throughput_and_latency(
     redis_url: str,
     redis_client: redis.Redis,
