@@ -100,16 +100,22 @@ def build_consumer(settings: Settings, client: redis.Redis, *, name: str | None 
 
     from bot.nlp.pipeline import load_classifier
     from bot.store import Store
+    from bot.store.incidents import IncidentStore
     from bot.triage import TriageConsumer
-    from workers.pages import enqueue_page
+    from workers.pages import enqueue_page, escalate_now
 
     classifier = load_classifier()
     registry, locator = build_locator(settings, client)
     directory = build_directory(settings)
     queue = Queue(settings.notify.queue, connection=client)
+    prefix = settings.redis.key_prefix
 
     def page(incident_id: str, reason: str) -> None:
-        enqueue_page(queue, settings, incident_id)
+        """Page a new incident's first step; a spike on one already paged raises it now."""
+        if reason == "spike" and IncidentStore(client, prefix).get(incident_id).state != "open":
+            escalate_now(queue, settings, incident_id)
+        else:
+            enqueue_page(queue, settings, incident_id)
 
     return TriageConsumer(
         Store(client, settings),

@@ -44,12 +44,12 @@ from bot.notify import links
 from bot.notify.send import check_public_target
 from bot.notify.settings import NotifySettings
 from bot.render import Renderer, fit_words
+from bot.sinks import SmtpSink, WebhookSink, wait_until
 from bot.store.incidents import IncidentStore
 from bot.store.pages import PageStore
 from tests.redis_server import RedisProcess
-from bot.sinks import SmtpSink, WebhookSink, wait_until
 from workers.main import TriageSimpleWorker
-from workers.pages import cancel_pages, enqueue_page, page_step
+from workers.pages import cancel_pages, enqueue_page, escalate_now, page_step
 
 # apprise loads its email plugin lazily, which imports the deprecated stdlib imghdr (a shim
 # for its PGP support); the one-line filter belongs in pyproject.toml's filterwarnings.
@@ -380,6 +380,38 @@ def test_escalation_pages_the_backup_unless_acknowledged(
     assert job.get_status() == JobStatus.FINISHED
     assert str(job.return_value()).startswith("skipped")
     assert len(smtp.messages) == 2
+
+
+def test_a_spike_raises_a_paged_incident_to_its_next_step_now(
+    redis_client: redis.Redis,
+    settings: Settings,
+    notify: NotifySettings,
+    smtp: SmtpSink,
+    incidents: IncidentStore,
+    queue: Queue,
+) -> None:
+    the_plan = plan((0, [PRIYA_EMAIL]), (15, [TOM_EMAIL]))  # step 1 due in 15 minutes
+    inc = make_incident(incidents, the_plan)
+    enqueue_page(queue, settings, inc, notify=notify)
+    work(redis_client)
+    assert smtp.wait_for(1)
+    assert Job.fetch(f"page-{inc}-1", connection=redis_client).get_status() == (JobStatus.SCHEDULED)
+    incidents.mark_spike(inc, "8 complaints about queue wait in 5 minutes, normal is 0.5")
+    assert escalate_now(queue, settings.model_copy(update={"notify": notify}), inc) == (
+        f"page-{inc}-1"
+    )
+    assert escalate_now(queue, settings.model_copy(update={"notify": notify}), inc) == (
+        f"page-{inc}-1"
+    )  # twice: still one job for the step
+    work(redis_client)
+    assert smtp.wait_for(2)
+    time.sleep(0.2)
+    assert [m["To"] for m in smtp.messages] == [
+        "priya.shah@northbank.example",
+        "tom.reid@northbank.example",
+    ]
+    assert "8 complaints about queue wait" in SmtpSink.text(smtp.messages[1])
+    assert incidents.get(inc).escalation_step == 1
 
 
 def test_a_failing_route_is_retried_then_the_next_route_is_used(

@@ -26,6 +26,7 @@ import redis
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 
 from bot.config import Settings
 from bot.errors import (
@@ -96,6 +97,46 @@ def enqueue_page(
         job = Job.fetch(job_id, connection=queue.connection)
     pages.add_job(incident_id, job_id)
     return job
+
+
+def escalate_now(queue: Queue, settings: Settings, incident_id: str) -> str | None:
+    """Page the next escalation step now instead of when it is due: what a spike on an
+    incident already paged does ("raises" it). Returns the job id, or None when there is no
+    next step or the incident is no longer active.
+
+    The next step's job keeps its id (``page-<incident>-<step>``), so a step is still paged at
+    most once: a scheduled job is moved to the queue, a missing one is queued.
+    """
+    client = queue.connection
+    incidents = IncidentStore(client, settings.redis.key_prefix)
+    inc = incidents.get(incident_id)
+    if inc.state not in ACTIVE:
+        return None
+    plan = incidents.plan(incident_id)
+    step = inc.escalation_step + 1
+    if _step_spec(plan, step) is None:
+        return None
+    job_id = f"page-{incident_id}-{step}"
+    try:
+        job = Job.fetch(job_id, connection=client)
+    except NoSuchJobError:
+        job = None
+    if job is None:
+        try:
+            queue.enqueue(
+                page_step,
+                incident_id,
+                step,
+                job_id=job_id,
+                unique=True,
+                **job_options(config().notify),
+            )
+        except DuplicateJobError:
+            pass
+    elif job.get_status() == JobStatus.SCHEDULED:
+        ScheduledJobRegistry(queue=queue).remove(job)
+        queue.enqueue_job(job)
+    return job_id
 
 
 def cancel_pages(
