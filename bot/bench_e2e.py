@@ -65,6 +65,7 @@ from bot.sinks import SmtpSink, WebhookSink
 from bot.store import Store
 from bot.store.incidents import IncidentStore
 from bot.store.pages import PageStore, parse_member
+from workers.pages import page_job_id
 
 CONSOLE = "http://bench.invalid"
 _LINK = re.compile(re.escape(CONSOLE) + r"/i/([A-Za-z0-9_.\-]+)")
@@ -488,7 +489,7 @@ def _figures(
         for incident_id in named:
             first_page[incident_id] = min(at, first_page.get(incident_id, math.inf))
 
-    stages = _job_stages(client, opener, entered)
+    stages = _job_stages(client, prefix, opener, entered)
     latencies = sorted(
         first_page[i] - entered[opener[i]]
         for i in opener
@@ -512,7 +513,7 @@ def _figures(
 
 
 def _job_stages(
-    client: redis.Redis, opener: dict[str, str], entered: dict[str, float]
+    client: redis.Redis, prefix: str, opener: dict[str, str], entered: dict[str, float]
 ) -> dict[str, float | None]:
     """Where the time goes, from each incident's first paging job (p50 and p99, ms): triage
     (complaint appended → job queued), queue (queued → a work horse started it), job
@@ -523,7 +524,7 @@ def _job_stages(
         if uid not in entered:
             continue
         try:
-            job = Job.fetch(f"page-{incident_id}-0", connection=client)
+            job = Job.fetch(page_job_id(prefix, incident_id, 0), connection=client)
         except NoSuchJobError:
             continue
         if job.enqueued_at is None or job.started_at is None or job.ended_at is None:

@@ -90,10 +90,6 @@ def decide(directory: Directory, complaint: Complaint, now: float) -> Decision:
     )
 
 
-def build_directory(settings: Settings) -> Directory:
-    return load_directory(settings.config_dir)
-
-
 def build_consumer(settings: Settings, client: redis.Redis, *, name: str | None = None) -> Any:
     """A triage consumer wired to the installed model, the branch registry and routing."""
     from rq import Queue
@@ -106,7 +102,8 @@ def build_consumer(settings: Settings, client: redis.Redis, *, name: str | None 
 
     classifier = load_classifier()
     registry, locator = build_locator(settings, client)
-    directory = build_directory(settings)
+    # Every category the model can emit must have an owner: checked now, not per post.
+    directory = load_directory(settings.config_dir, categories=classifier.categories)
     queue = Queue(settings.notify.queue, connection=client)
     prefix = settings.redis.key_prefix
 

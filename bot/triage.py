@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from bot.channels import Batch, Rejected
 from bot.config import Settings
 from bot.models import Classification, Complaint, Post
 from bot.spikes import Spike, SpikeRule, detect
@@ -67,6 +68,7 @@ class TriageStats:
     incidents_opened: int = 0
     spikes: int = 0
     reclaimed: int = 0
+    dead_lettered: int = 0
     last_error: str = ""
     categories: dict[str, int] = field(default_factory=dict)
 
@@ -175,7 +177,15 @@ class TriageConsumer:
         classifications = self.classify([p.text for _, p in posts]) if posts else []
         before = vars(self.stats).copy()
         for (_entry, post), cls in zip(posts, classifications, strict=True):
-            self.handle(post, cls)
+            try:
+                self.handle(post, cls)
+            except redis.RedisError:
+                raise  # the entry stays pending and is retried
+            except Exception as exc:  # one bad post must not stop the stream: set it aside
+                log.exception("post %s could not be triaged; dead-lettered", post.uid)
+                reason = f"triage failed: {type(exc).__name__}: {exc}"
+                self.store.append(Batch([Rejected("triage", reason, post.to_json())]))
+                self.stats.dead_lettered += 1
         ids = [e for e, _ in posts] + bad
         self.store.r.xack(self.store.stream_key, self.group, *ids)
         self.stats.entries += len(ids)

@@ -241,7 +241,7 @@ def test_a_page_reaches_smtp_with_a_signed_link_that_loads_back(
     assert attempt["result"] == "sent" and attempt["route"] == "email"
     assert attempt["target"] == "p***@northbank.example" and attempt["person_id"] == PRIYA
     # step 1 is scheduled for later, under a deterministic job id
-    assert f"page-{inc}-1" in ScheduledJobRegistry(queue=queue).get_job_ids()
+    assert f"page-triage-{inc}-1" in ScheduledJobRegistry(queue=queue).get_job_ids()
 
 
 def test_sms_and_chat_go_through_json_webhooks(
@@ -356,7 +356,7 @@ def test_escalation_pages_the_backup_unless_acknowledged(
 
     incidents.transition(acked, "acknowledged", PRIYA)
     assert cancel_pages(redis_client, settings, acked) == 1  # its scheduled step 1
-    assert Job.fetch(f"page-{acked}-1", connection=redis_client).get_status() == (
+    assert Job.fetch(f"page-triage-{acked}-1", connection=redis_client).get_status() == (
         JobStatus.CANCELED
     )
 
@@ -395,13 +395,15 @@ def test_a_spike_raises_a_paged_incident_to_its_next_step_now(
     enqueue_page(queue, settings, inc, notify=notify)
     work(redis_client)
     assert smtp.wait_for(1)
-    assert Job.fetch(f"page-{inc}-1", connection=redis_client).get_status() == (JobStatus.SCHEDULED)
+    assert Job.fetch(f"page-triage-{inc}-1", connection=redis_client).get_status() == (
+        JobStatus.SCHEDULED
+    )
     incidents.mark_spike(inc, "8 complaints about queue wait in 5 minutes, normal is 0.5")
     assert escalate_now(queue, settings.model_copy(update={"notify": notify}), inc) == (
-        f"page-{inc}-1"
+        f"page-triage-{inc}-1"
     )
     assert escalate_now(queue, settings.model_copy(update={"notify": notify}), inc) == (
-        f"page-{inc}-1"
+        f"page-triage-{inc}-1"
     )  # twice: still one job for the step
     work(redis_client)
     assert smtp.wait_for(2)
@@ -579,7 +581,7 @@ def test_a_worker_killed_mid_send_pages_exactly_once_after_the_rerun(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-    assert f"page-{inc}-0" in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    assert f"page-triage-{inc}-0" in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
     assert len(hook.on("/chat")) == 1 and not pages.step_done(inc, 0)
 
     # A fresh worker finds the job abandoned (heartbeat expired), RQ retries it, the rerun
@@ -597,7 +599,9 @@ def test_a_worker_killed_mid_send_pages_exactly_once_after_the_rerun(
         assert len(received) == 1 and results == ["uncertain"]  # not sent again
     assert incidents.get(inc).state == "paged"
     # the killed run's job itself was retried by RQ (abandoned) and finished
-    assert Job.fetch(f"page-{inc}-0", connection=redis_client).get_status() == (JobStatus.FINISHED)
+    assert Job.fetch(f"page-triage-{inc}-0", connection=redis_client).get_status() == (
+        JobStatus.FINISHED
+    )
 
 
 def test_the_incident_and_its_scheduled_escalation_survive_a_redis_restart(
@@ -627,7 +631,7 @@ def test_the_incident_and_its_scheduled_escalation_survive_a_redis_restart(
         incidents = IncidentStore(conn, settings.redis.key_prefix)
         assert incidents.get(inc).state == "paged"
         queue = Queue("pages", connection=conn)
-        assert f"page-{inc}-1" in ScheduledJobRegistry(queue=queue).get_job_ids()
+        assert f"page-triage-{inc}-1" in ScheduledJobRegistry(queue=queue).get_job_ids()
         assert wait_until(lambda: (work(conn), len(smtp.messages) >= 2)[1], timeout=10)
         assert smtp.messages[1]["To"] == "tom.reid@northbank.example"
         assert incidents.get(inc).state == "escalated"

@@ -290,7 +290,7 @@ def test_a_complaint_from_a_replay_file_pages_the_branch_manager_with_a_signed_l
     assert inc.state == "paged" and inc.escalation_step == 0
     # the next escalation step waits its 15 minutes in RQ's scheduler
     queue = Queue(triage_settings.notify.queue, connection=redis_client)
-    assert f"page-{inc_id}-1" in queue.scheduled_job_registry.get_job_ids()
+    assert f"page-triage-{inc_id}-1" in queue.scheduled_job_registry.get_job_ids()
 
 
 def test_the_same_post_ingested_three_times_has_its_effects_once(
@@ -514,3 +514,43 @@ def test_a_spike_found_after_the_first_page_raises_the_incident_at_once(
     assert all("normal is 0.0" in text for _, text in later)
     inc = incidents.get(inc_id)
     assert inc.state == "escalated" and inc.escalation_step == 1
+
+
+def test_a_post_triage_cannot_handle_is_dead_lettered_and_the_stream_goes_on(
+    built: TriageConsumer,
+    store: Store,
+    incidents: IncidentStore,
+    redis_client: redis.Redis,
+    triage_settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """Routing without a rule for queue_wait (a config the model outgrew): that post is set
+    aside with the reason, the others are triaged, nothing stays pending."""
+    import shutil
+
+    import yaml
+
+    from bot.components import decide
+    from bot.routing import load_directory
+
+    cdir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cdir)
+    routing = yaml.safe_load((cdir / "routing.yaml").read_text())
+    del routing["categories"]["queue_wait"]
+    (cdir / "routing.yaml").write_text(yaml.safe_dump(routing))
+    partial = load_directory(cdir)
+    consumer = TriageConsumer(
+        Store(redis_client, triage_settings),
+        classify=built.classify,
+        locate=built.locate,
+        decide=lambda complaint, now: decide(partial, complaint, now),
+        enqueue_page=built.enqueue_page,
+        name="partial",
+    )
+    store.append(Batch([post(CAMDEN_QUEUE), post(OUTAGE[0])]))
+    triage(consumer)
+    assert pending(store) == 0
+    [dead] = store.dead_letters()
+    assert dead["source"] == "triage" and "UnknownCategoryError" in dead["reason"]
+    assert "queue_wait" in dead["reason"]
+    assert [incidents.get(i).category for i in incident_ids(incidents)] == ["online_outage"]

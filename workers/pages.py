@@ -68,6 +68,11 @@ def page_step(incident_id: str, step: int) -> str:
     return _Pager(job).run(incident_id, int(step))
 
 
+def page_job_id(prefix: str, incident_id: str, step: int) -> str:
+    """The RQ job id of one escalation step: one job per step, per deployment (key prefix)."""
+    return f"page-{prefix}-{incident_id}-{step}"
+
+
 def enqueue_page(
     queue: Queue,
     settings: Settings,
@@ -88,7 +93,7 @@ def enqueue_page(
     spec = _step_spec(plan, 0)
     for rec in spec["recipients"] if spec else []:
         pages.register(incident_id, 0, str(rec["person_id"]))
-    job_id = f"page-{incident_id}-0"
+    job_id = page_job_id(prefix, incident_id, 0)
     try:
         job = queue.enqueue(
             page_step, incident_id, 0, job_id=job_id, unique=True, **job_options(cfg_notify)
@@ -116,7 +121,7 @@ def escalate_now(queue: Queue, settings: Settings, incident_id: str) -> str | No
     step = inc.escalation_step + 1
     if _step_spec(plan, step) is None:
         return None
-    job_id = f"page-{incident_id}-{step}"
+    job_id = page_job_id(settings.redis.key_prefix, incident_id, step)
     try:
         job = Job.fetch(job_id, connection=client)
     except NoSuchJobError:
@@ -129,7 +134,7 @@ def escalate_now(queue: Queue, settings: Settings, incident_id: str) -> str | No
                 step,
                 job_id=job_id,
                 unique=True,
-                **job_options(config().notify),
+                **job_options(settings.notify),
             )
         except DuplicateJobError:
             pass
@@ -290,7 +295,7 @@ class _Pager:
         start = first if first is not None else time.time()
         after_s = float(nxt.get("after_minutes", 0)) * 60
         delay = max(0.0, start + after_s - time.time())
-        job_id = f"page-{incident_id}-{step + 1}"
+        job_id = page_job_id(self.settings.redis.key_prefix, incident_id, step + 1)
         try:
             self.queue.enqueue_in(
                 timedelta(seconds=delay),
@@ -308,7 +313,7 @@ class _Pager:
     def _continue_later(self, incident_id: str, step: int, wait_ms: int) -> None:
         # RQ schedules in whole seconds: one more second so the continuation never runs early.
         due = int(time.time() + wait_ms / 1000) + 1
-        job_id = f"page-{incident_id}-{step}-w{due}"
+        job_id = f"{page_job_id(self.settings.redis.key_prefix, incident_id, step)}-w{due}"
         try:
             self.queue.enqueue_in(
                 timedelta(seconds=max(0.0, due - time.time())),
