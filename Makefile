@@ -22,10 +22,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The complaint model, trained (seeded) from bot/nlp/corpus when missing or older than it.
+$(MODEL): $(STAMP) $(wildcard bot/nlp/corpus/*.jsonl)
+	$(BIN)/triagebot train
+
+model: $(MODEL)
+
+demo: $(STAMP) $(MODEL)
 	$(BIN)/triagebot demo
 
-test: $(STAMP)
+test: $(STAMP) $(MODEL)
 	$(PYTEST) -m "not soak"
 
 lint: $(STAMP)
@@ -33,10 +39,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bot workers
 
-bench: $(STAMP)
+bench: $(STAMP) $(MODEL)
 	$(BIN)/triagebot bench
 
-soak: $(STAMP)
+soak: $(STAMP) $(MODEL)
 	$(PYTEST) -m soak
 
 clean:

@@ -13,6 +13,7 @@ import click
 from bot.config import Settings, load_settings
 from bot.errors import TriageError
 from bot.geo.commands import branches
+from bot.nlp.commands import eval_command, train_command
 from bot.routing.commands import route_command
 
 log = logging.getLogger("bot")
@@ -362,6 +363,8 @@ def bench(ctx: click.Context, posts: int, as_json: bool) -> None:
 
 cli.add_command(route_command)
 cli.add_command(branches)
+cli.add_command(train_command)
+cli.add_command(eval_command)
 
 
 def main() -> None:
