@@ -32,6 +32,12 @@ class Place:
     country_code: str = ""
     bbox: tuple[float, float, float, float] | None = None
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Place:
+        return cls(
+            d["name"], d.get("full_name", ""), d.get("country_code", ""), _bbox(d.get("bbox"))
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Post:
@@ -103,14 +109,7 @@ class Post:
             created_at=datetime.fromisoformat(d["created_at"]),
             lang=d.get("lang", ""),
             coordinates=(float(coords[0]), float(coords[1])) if coords else None,
-            place=None
-            if p is None
-            else Place(
-                p["name"],
-                p.get("full_name", ""),
-                p.get("country_code", ""),
-                _bbox(p.get("bbox")),
-            ),
+            place=None if p is None else Place.from_dict(p),
             in_reply_to=d.get("in_reply_to"),
             conversation_id=d.get("conversation_id"),
             mentions=tuple(d.get("mentions", ())),

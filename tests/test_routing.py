@@ -678,7 +678,7 @@ def test_load_directory_reads_a_config_folder(tmp_path: Path) -> None:
 
 
 def test_sample_configuration_routes_every_category_for_every_branch() -> None:
-    from bot.nlp.data import DEFAULT_CATEGORIES
+    from bot.models import DEFAULT_CATEGORIES
 
     d = load_directory(ROOT / "config", categories=DEFAULT_CATEGORIES)
     instants = [london(*MON, 10, 0), london(2025, 6, 7, 23, 30), london(2025, 10, 26, 1, 30)]

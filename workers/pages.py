@@ -68,6 +68,26 @@ def page_step(incident_id: str, step: int) -> str:
     return _Pager(job).run(incident_id, int(step))
 
 
+def schedule_step(
+    queue: Queue,
+    notify: NotifySettings,
+    incident_id: str,
+    step: int,
+    job_id: str,
+    delay_s: float = 0.0,
+) -> None:
+    """Queue (or schedule in ``delay_s``) ``page_step`` under ``job_id``; a job already there
+    under that id stands: the run that repeats one that already scheduled it adds nothing."""
+    options = {"job_id": job_id, "unique": True, **job_options(notify)}
+    try:
+        if delay_s > 0:
+            queue.enqueue_in(timedelta(seconds=delay_s), page_step, incident_id, step, **options)
+        else:  # due now: straight to the queue, not through the scheduler's next tick
+            queue.enqueue(page_step, incident_id, step, **options)
+    except DuplicateJobError:
+        pass
+
+
 def page_job_id(prefix: str, incident_id: str, step: int) -> str:
     """The RQ job id of one escalation step: one job per step, per deployment (key prefix)."""
     return f"page-{prefix}-{incident_id}-{step}"
@@ -127,17 +147,7 @@ def escalate_now(queue: Queue, settings: Settings, incident_id: str) -> str | No
     except NoSuchJobError:
         job = None
     if job is None:
-        try:
-            queue.enqueue(
-                page_step,
-                incident_id,
-                step,
-                job_id=job_id,
-                unique=True,
-                **job_options(settings.notify),
-            )
-        except DuplicateJobError:
-            pass
+        schedule_step(queue, settings.notify, incident_id, step, job_id)
     elif job.get_status() == JobStatus.SCHEDULED:
         ScheduledJobRegistry(queue=queue).remove(job)
         queue.enqueue_job(job)
@@ -296,36 +306,14 @@ class _Pager:
         after_s = float(nxt.get("after_minutes", 0)) * 60
         delay = max(0.0, start + after_s - time.time())
         job_id = page_job_id(self.settings.redis.key_prefix, incident_id, step + 1)
-        try:
-            self.queue.enqueue_in(
-                timedelta(seconds=delay),
-                page_step,
-                incident_id,
-                step + 1,
-                job_id=job_id,
-                unique=True,
-                **job_options(self.notify),
-            )
-        except DuplicateJobError:
-            pass  # this run repeats one that already scheduled it
+        schedule_step(self.queue, self.notify, incident_id, step + 1, job_id, delay)
         self.pages.add_job(incident_id, job_id)
 
     def _continue_later(self, incident_id: str, step: int, wait_ms: int) -> None:
         # RQ schedules in whole seconds: one more second so the continuation never runs early.
         due = int(time.time() + wait_ms / 1000) + 1
         job_id = f"{page_job_id(self.settings.redis.key_prefix, incident_id, step)}-w{due}"
-        try:
-            self.queue.enqueue_in(
-                timedelta(seconds=max(0.0, due - time.time())),
-                page_step,
-                incident_id,
-                step,
-                job_id=job_id,
-                unique=True,
-                **job_options(self.notify),
-            )
-        except DuplicateJobError:
-            pass
+        schedule_step(self.queue, self.notify, incident_id, step, job_id, due - time.time())
         self.pages.add_job(incident_id, job_id)
 
     # -- one person --------------------------------------------------------------------------

@@ -48,26 +48,12 @@ def load_labelled(path: Path | str) -> list[tuple[int, Post, str, str]]:
                     text=str(row["text"]),
                     created_at=created,
                     coordinates=(float(coords[0]), float(coords[1])) if coords else None,
-                    place=None
-                    if p is None
-                    else Place(
-                        p["name"],
-                        p.get("full_name", ""),
-                        p.get("country_code", ""),
-                        _bbox(p.get("bbox")),
-                    ),
+                    place=None if p is None else Place.from_dict(p),
                 )
             except (KeyError, TypeError, ValueError, IndexError) as exc:
                 raise DataError(f"{where}: invalid coordinates or place ({exc!r})") from None
             out.append((n, post, str(row["expected"]), str(row["note"])))
     return out
-
-
-def _bbox(v: Any) -> tuple[float, float, float, float] | None:
-    if v is None:
-        return None
-    west, south, east, north = (float(x) for x in v)  # a wrong count raises ValueError
-    return (west, south, east, north)
 
 
 def evaluate_locator(path: Path | str, locator: Locator | None = None) -> dict[str, Any]:

@@ -13,7 +13,8 @@ Public API::
 
 from __future__ import annotations
 
-from bot.nlp.data import CORPUS_DIR, DEFAULT_CATEGORIES, Record, load_corpus, load_records
+from bot.models import DEFAULT_CATEGORIES
+from bot.nlp.data import CORPUS_DIR, Record, load_corpus, load_records
 from bot.nlp.evaluate import cross_validate, evaluate
 from bot.nlp.pipeline import Classifier, SpanHook, default_model_dir, load_classifier
 from bot.nlp.train import TrainConfig, train, train_classifier

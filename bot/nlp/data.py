@@ -26,20 +26,6 @@ from bot.errors import DataError
 #: The project's own labelled corpus (JSONL, one post a line).
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 
-#: The project's category ids, used when neither the training data nor a config names others.
-DEFAULT_CATEGORIES: tuple[str, ...] = (
-    "queue_wait",
-    "staff_service",
-    "facilities_atm",
-    "online_outage",
-    "cards_payments",
-    "fees_billing",
-    "security_fraud",
-    "contact_centre",
-    "delivery_orders",
-    "disruption",
-    "other",
-)
 
 TRUE_LABELS = frozenset({"1", "true", "yes", "y", "complaint"})
 FALSE_LABELS = frozenset({"0", "false", "no", "n", "other", "not_complaint"})

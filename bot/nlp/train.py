@@ -27,7 +27,8 @@ from spacy.util import fix_random_seed
 from thinc.api import Adam, Optimizer
 
 from bot.errors import DataError
-from bot.nlp.data import DEFAULT_CATEGORIES, Record
+from bot.models import DEFAULT_CATEGORIES
+from bot.nlp.data import Record
 from bot.nlp.metrics import best_threshold, category_metrics
 from bot.nlp.normalize import MAX_MODEL_CHARS, NORMALIZER, truncate
 from bot.nlp.pipeline import (
