@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bot.channels.replay import ReplaySource
 from bot.channels.sandbox import tweet_payload
@@ -76,3 +76,44 @@ def bench_ingest(store: Store, n: int = 50_000, repeat_share: float = 0.05) -> I
         seconds = time.perf_counter() - started
     total = n + len(extra)
     return IngestFigures(total, seconds, total / seconds, dups)
+
+
+@dataclass(frozen=True)
+class ClassifyFigures:
+    posts: int
+    tokenizer_posts_per_s: float
+    classify_posts_per_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.classify_posts_per_s / self.tokenizer_posts_per_s
+
+
+def bench_classify(n: int = 20_000) -> ClassifyFigures:
+    """The installed classifier beside spaCy's bare English tokenizer, on the same posts (the
+    project's corpus, repeated to ``n``), one core, best of two runs each."""
+    import spacy
+    from spacy.tokenizer import Tokenizer
+
+    from bot.nlp.data import CORPUS_DIR, load_corpus
+    from bot.nlp.pipeline import load_classifier
+
+    corpus = [r.text for r in load_corpus(CORPUS_DIR)]
+    texts = (corpus * (n // len(corpus) + 1))[:n]
+    classifier = load_classifier()
+    classifier.classify_many(texts[:500])  # warm-up: lazy imports, caches
+    tokenizer = cast(Tokenizer, spacy.blank("en").tokenizer)
+
+    def best(run: Any) -> float:
+        rates = []
+        for _ in range(2):
+            started = time.process_time()
+            run()
+            rates.append(n / (time.process_time() - started))
+        return max(rates)
+
+    return ClassifyFigures(
+        n,
+        best(lambda: list(tokenizer.pipe(texts))),
+        best(lambda: classifier.classify_many(texts)),
+    )

@@ -313,7 +313,8 @@ def deadletters(ctx: click.Context, limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
 def bench(ctx: click.Context, posts: int, as_json: bool) -> None:
-    """Measure throughput on generated posts (in a scratch key space, removed afterwards)."""
+    """Measure ingest, locate and classification throughput (Redis figures in a scratch key
+    space, removed afterwards)."""
     from bot.bench import bench_ingest
     from bot.store import Store, connect
 
@@ -327,9 +328,11 @@ def bench(ctx: click.Context, posts: int, as_json: bool) -> None:
         ingest = bench_ingest(store, posts)
     finally:
         store.drop_all()
+    from bot.bench import bench_classify
     from bot.geo.bench import bench_locate
 
     locate = bench_locate()
+    classify = bench_classify()
     figures = {
         "ingest_posts": ingest.posts,
         "ingest_posts_per_s": round(ingest.posts_per_s),
@@ -337,6 +340,9 @@ def bench(ctx: click.Context, posts: int, as_json: bool) -> None:
         "locate_us_per_post": locate["locate_us_per_post"],
         "locate_branches": locate["branches"],
         "locate_build_s": locate["build_s"],
+        "tokenizer_posts_per_s": round(classify.tokenizer_posts_per_s),
+        "classify_posts_per_s": round(classify.classify_posts_per_s),
+        "classify_to_tokenizer_ratio": round(classify.ratio, 3),
     }
     if as_json:
         click.echo(json.dumps(figures))
@@ -358,6 +364,13 @@ def bench(ctx: click.Context, posts: int, as_json: bool) -> None:
         "≤ 50",
     )
     table.add_row("locator build s (10,000 branches)", f"{locate['build_s']}", "")
+    table.add_row(
+        "spaCy bare tokenizer posts/s (one core)", f"{classify.tokenizer_posts_per_s:,.0f}", ""
+    )
+    table.add_row(
+        "classify posts/s (one core, same posts)", f"{classify.classify_posts_per_s:,.0f}", ""
+    )
+    table.add_row("classify / tokenizer", f"{classify.ratio:.2f}", "")
     Console().print(table)
 
 
