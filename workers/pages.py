@@ -138,7 +138,9 @@ def escalate_now(queue: Queue, settings: Settings, incident_id: str) -> str | No
     if inc.state not in ACTIVE:
         return None
     plan = incidents.plan(incident_id)
-    step = inc.escalation_step + 1
+    # Paged means step 0 went out, even if its run has not yet recorded the step (a spike
+    # can arrive between the two): the next step is at least 1.
+    step = max(inc.escalation_step, 0 if inc.state != OPEN else -1) + 1
     if _step_spec(plan, step) is None:
         return None
     job_id = page_job_id(settings.redis.key_prefix, incident_id, step)
