@@ -29,6 +29,8 @@ import redis
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rq import Queue
+from rq.registry import StartedJobRegistry
 
 from bot.channels.sandbox import SandboxServer
 from bot.config import Settings
@@ -105,6 +107,8 @@ class Demo:
         self.hooks = WebhookSink()
         self.client: redis.Redis | None = None
         self.published = 0
+        self._last_length = -1
+        self._last_change = 0.0
 
     # -- set-up ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -231,17 +235,28 @@ class Demo:
             "dead_letter": store.dead_letter_count(),
         }
 
-    def settled(self, published: int) -> bool:
-        """Every post is in, triaged, and no page is waiting to go out now."""
+    def settled(self) -> bool:
+        """Nothing more is arriving, everything that arrived is triaged, and no page is
+        waiting to go out now. (Not every published post reaches the stream: only those the
+        stream rules match, as on X.)"""
         store = self.store()
-        if store.stream_length() < published - store.dead_letter_count():
+        length = store.stream_length()
+        if length != self._last_length:
+            self._last_length, self._last_change = length, time.monotonic()
+            return False
+        if time.monotonic() - self._last_change < 2.0:
             return False
         groups = store.r.xinfo_groups(store.stream_key)
         group = next((g for g in groups if g["name"] == b"triage"), None)
         if group is None or group["pending"] or group.get("lag"):
             return False
-        queue_len = store.r.llen("rq:queue:pages")
-        return int(queue_len) == 0 and not store.r.zcard("rq:wip:pages")
+        if (
+            group["last-delivered-id"]
+            != store.r.xinfo_stream(store.stream_key)["last-generated-id"]
+        ):
+            return False
+        queue = Queue(self.settings.notify.queue, connection=store.r)
+        return queue.count == 0 and StartedJobRegistry(queue=queue).count == 0
 
 
 def _incident_ids(incidents: IncidentStore) -> list[str]:
@@ -288,9 +303,12 @@ def run(settings: Settings, *, speedup: float = 240.0, as_json: bool = False) ->
                 raise TriageError("the listener did not connect to the X sandbox in 30 s")
             demo.publish(posts, speedup, tick)
             deadline = time.monotonic() + 120
-            while not demo.settled(demo.published) and time.monotonic() < deadline:
+            while not demo.settled():
                 demo.check_processes()
                 tick()
+                if time.monotonic() > deadline:
+                    console.print("[yellow]still busy after 2 minutes; summarising now[/]")
+                    break
                 time.sleep(0.25)
             time.sleep(1.0)
             tick()
