@@ -268,8 +268,14 @@ def sandbox(ctx: click.Context, host: str, port: int, bearer_token: str | None) 
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Stream length, pending entries, dead letters and the listener's heartbeat."""
+    """Stream, pending entries, dead letters, open incidents by state, the oldest incident
+    nobody has acknowledged, queue depths and the listener's heartbeat."""
+    import time
+
+    from rq import Queue
+
     from bot.store import Store, connect
+    from bot.store.incidents import IncidentStore
 
     s = settings_of(ctx)
     store = Store(connect(s), s)
@@ -282,17 +288,40 @@ def status(ctx: click.Context, as_json: bool) -> None:
         ),
         None,
     )
+    incidents = IncidentStore(store.r, s.redis.key_prefix)
+    by_state: dict[str, int] = {}
+    oldest_unacked: dict[str, Any] | None = None
+    for incident_id in incidents.open_incidents():
+        inc = incidents.get(incident_id)
+        by_state[inc.state] = by_state.get(inc.state, 0) + 1
+        waiting = inc.state in ("open", "paged", "escalated")
+        if waiting and (oldest_unacked is None or inc.opened_at < oldest_unacked["opened_at"]):
+            oldest_unacked = {
+                "id": inc.id,
+                "group": inc.group,
+                "state": inc.state,
+                "opened_at": inc.opened_at,
+                "age_minutes": round((time.time() - inc.opened_at) / 60, 1),
+            }
+    queues = {name: Queue(name, connection=store.r).count for name in s.workers.queues}
     figures = {
         "stream_length": store.stream_length(),
         "pending": int(group["pending"]) if group else 0,
         "dead_letters": store.dead_letter_count(),
+        "open_incidents": by_state,
+        "oldest_unacknowledged": oldest_unacked,
+        "queues": queues,
+        "totals": store.totals(),
         "listener": store.last_heartbeat(),
     }
     if as_json:
         click.echo(json.dumps(figures))
         return
     for key, value in figures.items():
-        click.echo(f"{key}: {value if value is not None else 'no heartbeat (not running?)'}")
+        shown = value if value is not None else "none"
+        if key == "listener" and value is None:
+            shown = "no heartbeat (not running?)"
+        click.echo(f"{key}: {shown}")
 
 
 @cli.command()
