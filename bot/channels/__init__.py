@@ -1,8 +1,7 @@
 """Platform channels: small protocols, one module per platform.
 
-A *source* yields :class:`Batch` es of posts; a reply channel (added with replies) sends a reply
-and returns a receipt. What a platform can do is data (:class:`Capabilities`), not methods that
-raise "not supported".
+A *source* yields :class:`Batch` es of posts. Reply channels (``send(reply) -> receipt``, with
+what a platform allows as data, not methods that raise "not supported") come with replies.
 """
 
 from __future__ import annotations
@@ -47,13 +46,3 @@ class Source(Protocol):
     def batches(self, stop: threading.Event, checkpoint: CheckpointGetter) -> Iterator[Batch]:
         """Yield batches until ``stop`` is set; ``checkpoint(name)`` gives the saved position."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a platform allows, as data."""
-
-    max_length: int
-    weighted_length: bool = False  # X counts some characters double (twitter-text)
-    threads: bool = True
-    direct_messages: bool = False

@@ -9,7 +9,6 @@ dropped by dedupe.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -89,10 +88,3 @@ class ReplaySource:
         delay = when - time.monotonic()
         if delay > 0:
             stop.wait(delay)
-
-
-def write_replay(path: Path, payloads: list[dict[str, object]]) -> None:
-    """Write payloads as a replay file (one JSON object a line)."""
-    with path.open("w", encoding="utf-8") as f:
-        for p in payloads:
-            f.write(json.dumps(p, ensure_ascii=False) + "\n")
