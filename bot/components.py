@@ -42,8 +42,9 @@ def placement(registry: Registry, locator: Locator, post: Post, cls: Classificat
     )
 
 
-def plan_of(assignment: Assignment) -> dict[str, Any]:
-    """An assignment as the paging plan stored with the incident (see workers.pages)."""
+def plan_of(assignment: Assignment, where: str = "") -> dict[str, Any]:
+    """An assignment as the paging plan stored with the incident (see workers.pages);
+    ``where`` is how pages name the branch or team."""
     steps = []
     for i, step in enumerate(assignment.steps):
         by_who: dict[str, list[dict[str, str]]] = {}
@@ -63,6 +64,7 @@ def plan_of(assignment: Assignment) -> dict[str, Any]:
             }
         )
     return {
+        "where": where,
         "policy": assignment.policy,
         "owner_kind": assignment.owner_kind,
         "owner": assignment.owner,
@@ -85,8 +87,14 @@ def decide(directory: Directory, complaint: Complaint, now: float) -> Decision:
     else:
         group = f"unroutable:{complaint.category}"
         team = a.owner
+    if a.branch_id is not None and a.owner_kind == "branch_manager":
+        where = f"{directory.branch(a.branch_id).name} branch"
+    elif team is not None:
+        where = directory.name(team)
+    else:
+        where = ""
     return Decision(
-        group=group, team_id=team, plan=plan_of(a), unroutable=a.owner_kind == "unroutable"
+        group=group, team_id=team, plan=plan_of(a, where), unroutable=a.owner_kind == "unroutable"
     )
 
 

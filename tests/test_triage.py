@@ -277,6 +277,7 @@ def test_a_complaint_from_a_replay_file_pages_the_branch_manager_with_a_signed_l
     plan = incidents.plan(inc_id)
     assert plan is not None
     assert (plan["owner_kind"], plan["owner"]) == ("branch_manager", PRIYA)
+    assert plan["where"] == "Camden Town branch"  # how pages name it
     assert [r["person_id"] for r in plan["steps"][0]["recipients"]] == [PRIYA]
     assert consumer.stats.incidents_opened == 1 and pending(store) == 0
 
@@ -353,7 +354,7 @@ def test_complaints_about_one_branch_and_category_are_one_incident_and_one_page(
     assert consumer.stats.complaints == 4 and consumer.stats.incidents_opened == 1
     [(where, text)] = hook_pages()
     assert where == CAMDEN_CHAT and links_in(text) == [(inc_id, PRIYA)]
-    assert "3 complaints about queue wait at ldn-camden" in text
+    assert "3 complaints about queue wait at Camden Town branch" in text
 
 
 @pytest.mark.parametrize("dies", ["after reading", "after storing its effects"])

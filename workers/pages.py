@@ -458,6 +458,7 @@ class _Pager:
                     complaints=self.incidents.complaints(incident_id),
                     step=step,
                     link=links.incident_url(self.notify.console_base_url, token),
+                    where=str((self.incidents.plan(incident_id) or {}).get("where", "")),
                 )
             )
         return out

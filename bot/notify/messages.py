@@ -31,6 +31,7 @@ class PageItem:
     complaints: Sequence[Complaint]
     step: int
     link: str
+    where: str = ""  # a reader's name for the branch or team ("Camden Town branch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ def _view(item: PageItem) -> dict[str, Any]:
     complaints = sorted(item.complaints, key=lambda c: c.post.created_at, reverse=True)
     return {
         "id": inc.id,
-        "where": inc.branch_id or inc.team_id or "unknown branch",
+        "where": item.where or inc.branch_id or inc.team_id or "unknown branch",
         "category": inc.category.replace("_", " "),
         "severity": inc.severity,
         "count": inc.complaint_count,
