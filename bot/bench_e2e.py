@@ -301,7 +301,7 @@ def _clean(settings: Settings, client: redis.Redis) -> None:
     prefix = settings.redis.key_prefix
     incidents = IncidentStore(client, prefix)
     pages = PageStore(client, prefix)
-    for incident_id in _incident_ids(incidents):
+    for incident_id in incidents.all_ids():
         for job_id in pages.jobs(incident_id):
             try:
                 Job.fetch(job_id, connection=client).delete()
@@ -410,17 +410,12 @@ def _run(
     return figures
 
 
-def _incident_ids(incidents: IncidentStore) -> list[str]:
-    last = incidents.r.get(incidents.counter)
-    return [f"{i:06d}" for i in range(1, int(last or 0) + 1)]
-
-
 def _all_paged(settings: Settings, client: redis.Redis) -> bool:
     """Every incident has had its first paging step (paged, or found nobody to page)."""
     incidents = IncidentStore(client, settings.redis.key_prefix)
     pages = PageStore(client, settings.redis.key_prefix)
     return all(
-        incidents.get(i).state != "open" or pages.step_done(i, 0) for i in _incident_ids(incidents)
+        incidents.get(i).state != "open" or pages.step_done(i, 0) for i in incidents.all_ids()
     )
 
 
@@ -444,7 +439,7 @@ def _figures(
     by_page_id: dict[str, tuple[set[str], int]] = {}  # (incidents, escalation step)
     opener: dict[str, str] = {}
     members: dict[str, list[str]] = {}
-    for incident_id in _incident_ids(incidents):
+    for incident_id in incidents.all_ids():
         complaints = incidents.complaints(incident_id)
         members[incident_id] = [c.post.uid for c in complaints]
         if complaints:

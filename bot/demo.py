@@ -221,7 +221,7 @@ class Demo:
         store = self.store()
         totals = store.totals()
         incidents = IncidentStore(store.r, self.settings.redis.key_prefix)
-        states = [incidents.get(i).state for i in _incident_ids(incidents)]
+        states = [incidents.get(i).state for i in incidents.all_ids()]
         return {
             "posts": store.stream_length(),
             "complaints": totals.get("complaints", 0),
@@ -257,11 +257,6 @@ class Demo:
             return False
         queue = Queue(self.settings.notify.queue, connection=store.r)
         return queue.count == 0 and StartedJobRegistry(queue=queue).count == 0
-
-
-def _incident_ids(incidents: IncidentStore) -> list[str]:
-    last = incidents.r.get(incidents.counter)
-    return [f"{i:06d}" for i in range(1, int(last or 0) + 1)]
 
 
 def progress_table(fig: dict[str, int], published: int, total: int) -> Table:

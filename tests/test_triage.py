@@ -107,12 +107,6 @@ def pending(store: Store) -> int:
     return int(info["pending"])
 
 
-def incident_ids(incidents: IncidentStore) -> list[str]:
-    """Every incident ever opened (ids are a counter), open or not."""
-    last = incidents.r.get(incidents.counter)
-    return [f"{i:06d}" for i in range(1, int(last or 0) + 1)]
-
-
 # -- fixtures ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model() -> Path:
@@ -320,7 +314,7 @@ def test_the_same_post_ingested_three_times_has_its_effects_once(
 
     assert store.stream_length() == 3 and consumer.stats.entries == 3 and pending(store) == 0
     inc_id = incidents.incident_of(p.uid)
-    assert inc_id is not None and incident_ids(incidents) == [inc_id]
+    assert inc_id is not None and incidents.all_ids() == [inc_id]
     inc = incidents.get(inc_id)
     assert inc.complaint_count == 1 and len(incidents.complaints(inc_id)) == 1
     kinds = [e.kind for e in incidents.timeline(inc_id)]
@@ -347,7 +341,7 @@ def test_complaints_about_one_branch_and_category_are_one_incident_and_one_page(
     triage(consumer)  # joins the incident, already paged: no new page
     work(redis_client, triage_settings)
 
-    [inc_id] = incident_ids(incidents)
+    [inc_id] = incidents.all_ids()
     inc = incidents.get(inc_id)
     assert inc.complaint_count == 4 and inc.branch_id == "ldn-camden"
     assert len(incidents.complaints(inc_id)) == 4 and inc.state == "paged"
@@ -395,7 +389,7 @@ def test_a_consumer_killed_before_acknowledging_is_taken_over_and_processed_once
     assert b.stats.reclaimed == 1 and b.stats.entries == 1
     assert pending(store) == 0
     assert redis_client.xpending_range(store.stream_key, group, "-", "+", 10) == []
-    [inc_id] = incident_ids(incidents)
+    [inc_id] = incidents.all_ids()
     assert incidents.get(inc_id).complaint_count == 1 and incidents.get(inc_id).state == "paged"
     [(where, text)] = hook_pages()
     assert where == CAMDEN_CHAT and links_in(text) == [(inc_id, PRIYA)]
@@ -416,7 +410,7 @@ def test_a_thank_you_is_not_a_complaint(
 
     assert consumer.stats.not_complaints == 1 and consumer.stats.complaints == 0
     assert consumer.stats.entries == 1 and pending(store) == 0  # triaged, acknowledged
-    assert incident_ids(incidents) == [] and incidents.open_incidents() == []
+    assert incidents.all_ids() == [] and incidents.open_incidents() == []
     assert hook_pages() == []
 
 
@@ -432,7 +426,7 @@ def test_a_branch_complaint_with_no_place_goes_to_the_social_care_team(
     store.append(Batch([post(NO_PLACE)]))
     triage(consumer)
 
-    [inc_id] = incident_ids(incidents)
+    [inc_id] = incidents.all_ids()
     inc = incidents.get(inc_id)
     assert inc.group == "unroutable:facilities_atm"
     assert inc.branch_id is None and inc.team_id == SOCIAL_CARE
@@ -466,7 +460,7 @@ def test_a_burst_of_app_outage_complaints_is_one_spike_incident_for_the_team(
     store.append(Batch(burst))
     triage(consumer)
 
-    [inc_id] = incident_ids(incidents)
+    [inc_id] = incidents.all_ids()
     inc = incidents.get(inc_id)
     assert inc.group == f"team:{DIGITAL}:online_outage" and inc.team_id == DIGITAL
     assert inc.complaint_count == len(OUTAGE)
@@ -493,7 +487,7 @@ def test_a_spike_found_after_the_first_page_raises_the_incident_at_once(
     store.append(Batch([post(OUTAGE[0])]))
     triage(consumer)
     work(redis_client, triage_settings)
-    [inc_id] = incident_ids(incidents)
+    [inc_id] = incidents.all_ids()
     first = hook_pages()
     assert {who for _, text in first for _, who in links_in(text)} == {ALEX, DIGITAL}
 
@@ -554,4 +548,4 @@ def test_a_post_triage_cannot_handle_is_dead_lettered_and_the_stream_goes_on(
     [dead] = store.dead_letters()
     assert dead["source"] == "triage" and "UnknownCategoryError" in dead["reason"]
     assert "queue_wait" in dead["reason"]
-    assert [incidents.get(i).category for i in incident_ids(incidents)] == ["online_outage"]
+    assert [incidents.get(i).category for i in incidents.all_ids()] == ["online_outage"]

@@ -241,6 +241,11 @@ class IncidentStore:
         raw = self.r.hget(self.key(incident_id), "plan")
         return orjson.loads(raw) if raw else None
 
+    def all_ids(self) -> list[str]:
+        """Every incident ever opened, oldest first (ids come from one counter)."""
+        last = self.r.get(self.counter)
+        return [f"{i:06d}" for i in range(1, int(last or 0) + 1)]
+
     def open_incidents(self) -> list[str]:
         return [_s(x) for x in self.r.zrange(self.open_set, 0, -1)]
 
