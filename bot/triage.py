@@ -224,10 +224,11 @@ class TriageConsumer:
         )
         if created:
             self.stats.incidents_opened += 1
-        self.incidents.set_plan(incident_id, decision.plan)
         # Page when the incident is new, and again on a re-run if it never got paged (a consumer
         # died between storing the complaint and queueing the page); page jobs guard their steps.
+        # An incident past "open" was paged, so its plan is stored already.
         if created or self.incidents.get(incident_id).state == "open":
+            self.incidents.set_plan(incident_id, decision.plan)
             self.enqueue_page(incident_id, "new")
         for spike in self._spikes(complaint, decision, place, now):
             if self.incidents.mark_spike(incident_id, spike.describe(_label(spike.dimension))):

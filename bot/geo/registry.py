@@ -48,24 +48,6 @@ FIELDS = (
     "region",
     "tags",
 )
-CSV_COLUMNS = (
-    "id",
-    "name",
-    "aliases",
-    "address",
-    "city",
-    "areas",
-    "streets",
-    "landmarks",
-    "lat",
-    "lon",
-    "timezone",
-    "opening_hours",
-    "manager",
-    "backups",
-    "region",
-    "tags",
-)
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _HOURS_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -350,7 +332,7 @@ def _header_problems(columns: list[str]) -> list[Problem]:
     for n, col in enumerate(columns, 1):
         if col in seen:
             problems.append(Problem(f"line 1, column {n}", f"duplicate column {col!r}"))
-        elif col not in CSV_COLUMNS:
+        elif col not in FIELDS:
             problems.append(Problem(f"line 1, column {n}", f"unknown column {col!r} (misspelt?)"))
         seen.add(col)
     for col in REQUIRED:
